@@ -1,0 +1,107 @@
+"""`pd-scaler` command line. Every flag can also be set by the env var PD_SCALER_<FLAG> (e.g. PD_SCALER_GRPC_PORT)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from scaler import logs
+from scaler.connections import Connections
+from scaler.durations import parse_duration
+from scaler.server import Settings, serve
+
+ENV_PREFIX = "PD_SCALER_"
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_duration(text: str) -> float:
+    seconds = _duration(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0")
+    return seconds
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535)")
+    return port
+
+
+class _EnvDefaults:
+    """Adds flags whose default comes from PD_SCALER_<FLAG> when set, and says so in --help."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+
+    def add(self, flag: str, default: Any, help: str, type: Callable[[str], Any] = str, **kw: Any) -> None:
+        env = ENV_PREFIX + flag.lstrip("-").upper().replace("-", "_")
+        raw = os.environ.get(env)
+        if raw is not None:
+            try:
+                default = type(raw)
+            except (argparse.ArgumentTypeError, ValueError) as exc:
+                self.parser.error(f"{env}={raw!r}: {exc}")
+        self.parser.add_argument(
+            flag, default=default, type=type, help=f"{help} (env {env}; default %(default)s)", **kw
+        )
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="pd-scaler", description="KEDA external scaler for prefill/decode LLM serving.")
+    commands = top.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="serve KEDA's ExternalScaler gRPC API")
+    flags = _EnvDefaults(serve_cmd)
+    flags.add("--bind-address", "0.0.0.0", "address the gRPC and HTTP servers listen on")
+    flags.add("--grpc-port", 9090, "gRPC port (ExternalScaler, health, reflection)", type=_port)
+    flags.add("--http-port", 8080, "HTTP port (/metrics, /healthz, /readyz, /status)", type=_port)
+    flags.add("--refresh-interval", 1.0, "how often each source refreshes, e.g. 1s", type=_positive_duration)
+    flags.add(
+        "--source-idle-timeout",
+        300.0,
+        "stop a source nobody asked about for this long",
+        type=_positive_duration,
+    )
+    flags.add("--connections", None, "YAML file of connection profiles (servers and credentials)", type=Path)
+    flags.add("--shutdown-grace", 5.0, "on SIGTERM, how long in-flight calls may take", type=_duration)
+    flags.add("--log-format", "text", "log line format", choices=("text", "json"))
+    flags.add("--log-level", "info", "log level", choices=("debug", "info", "warning", "error"))
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logs.configure(args.log_format, args.log_level)
+    try:
+        connections = Connections.load(args.connections)
+    except ValueError as exc:
+        print(f"pd-scaler: {exc}", file=sys.stderr)
+        return 2
+    settings = Settings(
+        bind_address=args.bind_address,
+        grpc_port=args.grpc_port,
+        http_port=args.http_port,
+        refresh_interval=args.refresh_interval,
+        source_idle_timeout=args.source_idle_timeout,
+        connections=connections,
+        shutdown_grace=args.shutdown_grace,
+    )
+    return asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Connection profiles: where sources live and the credentials to reach them.
+
+Read from the file given by `--connections` (a mounted Secret), so credentials never travel in trigger
+metadata. Secrets are `SecretStr`: they print as `**********` in any repr, log or error.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from scaler.errors import InvalidTrigger
+
+
+class TLSFiles(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    ca: Path | None = Field(None, description="CA bundle to verify the server with.")
+    cert: Path | None = Field(None, description="Client certificate (mutual TLS).")
+    key: Path | None = Field(None, description="Client key (mutual TLS).")
+
+    def context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.ca) if self.ca else None)
+        if self.cert:
+            ctx.load_cert_chain(str(self.cert), str(self.key) if self.key else None)
+        return ctx
+
+
+class NatsProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    servers: tuple[str, ...] = Field(min_length=1, description="nats://host:port URLs.")
+    user: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    creds_file: Path | None = Field(None, alias="credsFile", description="NATS .creds file (JWT + NKey).")
+    tls: TLSFiles | None = None
+
+
+class Connections(BaseModel):
+    """The whole `--connections` file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    nats: dict[str, NatsProfile] = Field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path | None) -> Connections:
+        if path is None:
+            return cls()
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+            return cls.model_validate(data)
+        except (OSError, yaml.YAMLError, ValidationError) as exc:
+            # Name the file and the failing location, never the values: they may be secrets.
+            raise ValueError(f"--connections {path}: {_without_inputs(exc)}") from None
+
+    def nats_profile(self, name: str) -> NatsProfile:
+        try:
+            return self.nats[name]
+        except KeyError:
+            known = ", ".join(sorted(self.nats)) or "none (no --connections file or no 'nats' section)"
+            raise InvalidTrigger(
+                f"key 'natsConnection': invalid value {name!r}: no such NATS profile; known profiles: {known}"
+            ) from None
+
+
+def _without_inputs(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+    if isinstance(exc, yaml.YAMLError):
+        return "not valid YAML"
+    return str(exc)

@@ -1,0 +1,209 @@
+"""The engine: for each call, the trigger's spec, its shared sources, and the policy's decision.
+
+No network I/O happens here: sources refresh in the background and the engine reads their latest samples.
+It also remembers each ScaledObject's activity, to log flips and to stream inactive→active transitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from scaler.connections import Connections, NatsProfile
+from scaler.errors import ScalerError
+from scaler.metrics import Metrics
+from scaler.observations import Decision
+from scaler.policy import decide_prefill
+from scaler.sources.base import Clock, Source, SourcePool
+from scaler.sources.jsz import JszSource
+from scaler.sources.nats import JetStreamLagSource, NatsConnections
+from scaler.triggers import PrefillTrigger, TriggerSpec, parse
+
+log = logging.getLogger("pd_scaler.engine")
+
+
+@dataclass(frozen=True)
+class Ref:
+    """Which ScaledObject asks, and its trigger's metadata."""
+
+    namespace: str
+    name: str
+    metadata: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """What one spec reads, and how its decision is made from the latest samples."""
+
+    spec: TriggerSpec
+    sources: tuple[Source[Any], ...]
+    decide: Callable[[], Decision]
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_cached(items: frozenset[tuple[str, str]]) -> TriggerSpec:
+    # KEDA sends the same metadata on every call; parsing it once per distinct map keeps calls cheap.
+    return parse(dict(items))
+
+
+class Engine:
+    def __init__(
+        self,
+        connections: Connections,
+        metrics: Metrics,
+        refresh_interval: float = 1.0,
+        idle_timeout: float = 300.0,
+        first_sample_wait: float = 2.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.connections = connections
+        self.metrics = metrics
+        self.refresh_interval = refresh_interval
+        self.first_sample_wait = first_sample_wait
+        self.clock = clock
+        self.pool = SourcePool(metrics, idle_timeout, clock)
+        self.nats = NatsConnections(metrics)
+        self.closing = False
+        self._active: dict[tuple[str, str], bool] = {}
+        self._seen: dict[tuple[str, str, str], float] = {}
+
+    # -- the three questions KEDA asks ------------------------------------------------------------------
+
+    def metric_spec(self, ref: Ref) -> tuple[str, float]:
+        """Metric name and per-replica target. Starts the sources, so GetMetrics finds a sample."""
+        spec = self.evaluator(ref).spec
+        return spec.metric_name, spec.target
+
+    async def decide(self, ref: Ref) -> Decision:
+        ev = self.evaluator(ref)
+        for source in ev.sources:
+            await source.settled(self.first_sample_wait)
+        return self._decide(ref, ev)
+
+    async def activations(self, ref: Ref) -> AsyncIterator[bool]:
+        """Yields True when the role is active on open, then on each inactive→active transition only."""
+        ev = self.evaluator(ref)
+        for source in ev.sources:
+            await source.settled(self.first_sample_wait)
+        sent = False
+        with contextlib.ExitStack() as stack:
+            for source in ev.sources:
+                stack.enter_context(source.in_use())
+            while not self.closing:
+                try:
+                    active = self._decide(ref, ev).active
+                except ScalerError:
+                    pass  # the polling path reports errors; a stream only ever says "true"
+                else:
+                    if active and not sent:
+                        yield True
+                    sent = active
+                await _next_update(ev.sources)
+
+    # -- wiring ----------------------------------------------------------------------------------------
+
+    def evaluator(self, ref: Ref) -> Evaluator:
+        spec = _parse_cached(frozenset(ref.metadata.items()))
+        return self._prefill(spec)
+
+    def _prefill(self, spec: PrefillTrigger) -> Evaluator:
+        source: JszSource | JetStreamLagSource
+        if spec.nats_server_monitoring_endpoint is not None:
+            url, account = spec.jsz_url, spec.account or "$G"
+            source = self.pool.get(
+                ("jsz", url, account),
+                lambda: JszSource(url, account, self.refresh_interval, self.metrics, self.clock),
+            )
+        else:
+            if spec.nats_connection is not None:
+                label, profile = spec.nats_connection, self.connections.nats_profile(spec.nats_connection)
+                conn_key: object = ("profile", label)
+            else:
+                assert spec.nats_server is not None  # the schema requires exactly one source
+                label, profile = ",".join(spec.nats_server), NatsProfile.model_validate({"servers": spec.nats_server})
+                conn_key = ("servers", spec.nats_server)
+            source = self.pool.get(
+                ("nats", conn_key, spec.stream, spec.consumer),
+                lambda: JetStreamLagSource(
+                    self.nats.acquire(conn_key, label, profile),
+                    self.nats,
+                    spec.stream,
+                    spec.consumer,
+                    self.refresh_interval,
+                    self.metrics,
+                    self.clock,
+                ),
+            )
+        lag_source = source
+        return Evaluator(
+            spec,
+            (lag_source,),
+            lambda: decide_prefill(spec, lag_source.lag(spec.stream, spec.consumer, spec.max_staleness)),
+        )
+
+    def _decide(self, ref: Ref, ev: Evaluator) -> Decision:
+        labels = (ref.namespace, ref.name, ev.spec.role)
+        self._seen[labels] = self.clock()
+        try:
+            decision = ev.decide()
+        except ScalerError:
+            self.metrics.so_value.labels(*labels).set(float("nan"))
+            raise
+        self.metrics.so_value.labels(*labels).set(decision.value)
+        self.metrics.so_target.labels(*labels).set(decision.target)
+        self.metrics.so_active.labels(*labels).set(1.0 if decision.active else 0.0)
+        key = (ref.namespace, ref.name)
+        if self._active.get(key) != decision.active:
+            self._active[key] = decision.active
+            log.info(
+                "activity changed",
+                extra={
+                    "fields": {
+                        "namespace": ref.namespace,
+                        "scaledobject": ref.name,
+                        "role": ev.spec.role,
+                        "active": decision.active,
+                        "reason": decision.reason,
+                    }
+                },
+            )
+        return decision
+
+    def activity(self) -> list[dict[str, object]]:
+        """Each ScaledObject asked about lately, and whether its role is active."""
+        return [{"namespace": ns, "name": name, "active": active} for (ns, name), active in self._active.items()]
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Background housekeeping: stop idle sources, forget ScaledObjects nobody asks about."""
+        period = min(30.0, self.pool.idle_timeout / 4)
+        while True:
+            await asyncio.sleep(period)
+            await self.pool.reap()
+            horizon = self.clock() - self.pool.idle_timeout
+            for labels, seen in list(self._seen.items()):
+                if seen < horizon:
+                    del self._seen[labels]
+                    self._active.pop(labels[:2], None)
+                    self.metrics.forget_scaledobject(*labels)
+
+    async def close(self) -> None:
+        self.closing = True
+        await self.pool.close()  # stopping a source wakes the streams watching it
+
+
+async def _next_update(sources: tuple[Source[Any], ...]) -> None:
+    if len(sources) == 1:
+        await sources[0].next_update()
+        return
+    waits = [asyncio.ensure_future(s.next_update()) for s in sources]
+    _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for w in pending:
+        w.cancel()

@@ -1,0 +1,96 @@
+"""pd-scaler's own Prometheus metrics, on one registry per process (no globals)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from scaler.sources.base import Source
+
+# Answers take well under a millisecond; the HPA path allows ~3 s in all.
+_LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5)
+
+
+class _SourceCollector(Collector):
+    """Reads the sources' state at scrape time, so ages are current and stopped sources disappear."""
+
+    def __init__(self) -> None:
+        self.pools: list[Iterable[Source[Any]]] = []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        age = GaugeMetricFamily(
+            "pd_scaler_source_sample_age_seconds",
+            "Age of the newest sample of a source.",
+            labels=["kind", "source"],
+        )
+        up = GaugeMetricFamily(
+            "pd_scaler_source_up", "1 when the source's last refresh succeeded.", labels=["kind", "source"]
+        )
+        count = GaugeMetricFamily("pd_scaler_sources", "Running sources (background loops).", labels=["kind"])
+        per_kind: dict[str, int] = {}
+        for pool in self.pools:
+            for source in pool:
+                sample_age = source.age()
+                if sample_age is not None:
+                    age.add_metric([source.kind, source.name], sample_age)
+                up.add_metric([source.kind, source.name], 1.0 if source.up else 0.0)
+                per_kind[source.kind] = per_kind.get(source.kind, 0) + 1
+        for kind, n in sorted(per_kind.items()):
+            count.add_metric([kind], n)
+        yield from (age, up, count)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.grpc_requests = Counter(
+            "pd_scaler_grpc_requests",
+            "gRPC calls answered, by method and status code.",
+            ["method", "code"],
+            registry=r,
+        )
+        self.grpc_latency = Histogram(
+            "pd_scaler_grpc_request_duration_seconds",
+            "Time to answer a gRPC call (streams: to open).",
+            ["method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        labels = ["namespace", "scaledobject", "role"]
+        self.so_value = Gauge(
+            "pd_scaler_scaledobject_metric_value",
+            "Last metric value answered (NaN after an error).",
+            labels,
+            registry=r,
+        )
+        self.so_target = Gauge("pd_scaler_scaledobject_metric_target", "Per-replica target.", labels, registry=r)
+        self.so_active = Gauge("pd_scaler_scaledobject_active", "1 while the role is active.", labels, registry=r)
+        self.source_errors = Counter(
+            "pd_scaler_source_refresh_errors", "Failed refreshes of a source.", ["kind", "source"], registry=r
+        )
+        self.source_refreshes = Counter(
+            "pd_scaler_source_refreshes",
+            "Refreshes of a source (requests to it).",
+            ["kind", "source"],
+            registry=r,
+        )
+        self.nats_reconnects = Counter(
+            "pd_scaler_nats_reconnects", "Reconnections of a NATS connection.", ["connection"], registry=r
+        )
+        self._sources = _SourceCollector()
+        r.register(self._sources)
+
+    def watch_sources(self, pool: Iterable[Source[Any]]) -> None:
+        self._sources.pools.append(pool)
+
+    def forget_scaledobject(self, namespace: str, name: str, role: str) -> None:
+        for gauge in (self.so_value, self.so_target, self.so_active):
+            with contextlib.suppress(KeyError):  # never answered with a value
+                gauge.remove(namespace, name, role)

@@ -1,0 +1,104 @@
+"""Process wiring: the gRPC server (scaler, health, reflection), the HTTP server, and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+
+import grpc
+from aiohttp import web
+from grpc_health.v1 import _async as health_aio  # health.aio, typed
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from scaler import http
+from scaler.connections import Connections
+from scaler.engine import Engine
+from scaler.metrics import Metrics
+from scaler.proto import externalscaler_pb2 as pb
+from scaler.proto import externalscaler_pb2_grpc as pb_grpc
+from scaler.service import ExternalScaler
+
+log = logging.getLogger("pd_scaler.server")
+
+SERVICE = pb.DESCRIPTOR.services_by_name["ExternalScaler"].full_name
+
+
+@dataclass(frozen=True)
+class Settings:
+    bind_address: str = "0.0.0.0"
+    grpc_port: int = 9090
+    http_port: int = 8080
+    refresh_interval: float = 1.0
+    source_idle_timeout: float = 300.0
+    connections: Connections = field(default_factory=Connections)
+    shutdown_grace: float = 5.0
+
+
+class Server:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.engine = Engine(
+            settings.connections,
+            self.metrics,
+            refresh_interval=settings.refresh_interval,
+            idle_timeout=settings.source_idle_timeout,
+        )
+        self.health = health_aio.HealthServicer()
+        self.grpc = grpc.aio.server()
+        self.grpc_port = 0
+        self.http_port = 0
+        self._ready = False
+        self._http: web.AppRunner | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        pb_grpc.add_ExternalScalerServicer_to_server(ExternalScaler(self.engine, self.metrics), self.grpc)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc)
+        self.grpc_port = self.grpc.add_insecure_port(f"{s.bind_address}:{s.grpc_port}")
+        await self.grpc.start()
+        for service in ("", SERVICE):
+            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+
+        self._http = web.AppRunner(http.app(self.engine, self.metrics, lambda: self._ready), access_log=None)
+        await self._http.setup()
+        site = web.TCPSite(self._http, s.bind_address, s.http_port)
+        await site.start()
+        self.http_port = self._http.addresses[0][1]
+        self._housekeeping = asyncio.create_task(self.engine.run(), name="housekeeping")
+        self._ready = True
+        log.info("serving", extra={"fields": {"grpc_port": self.grpc_port, "http_port": self.http_port}})
+
+    async def stop(self) -> None:
+        """Stop taking calls, end streams, let in-flight calls finish (bounded), release sources."""
+        self._ready = False
+        await self.health.enter_graceful_shutdown()
+        if self._housekeeping:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+        stopping = asyncio.create_task(self.grpc.stop(self.settings.shutdown_grace))
+        await self.engine.close()  # ends open StreamIsActive calls
+        await stopping
+        if self._http:
+            await self._http.cleanup()
+        log.info("stopped")
+
+
+async def serve(settings: Settings) -> int:
+    server = Server(settings)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await server.stop()
+    return 0

@@ -1,0 +1,96 @@
+"""The gRPC servicer KEDA talks to: thin translation between protobuf and the engine.
+
+Every ScalerError becomes its gRPC status here, in one place; calls are counted and timed by method and code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from scaler.engine import Engine, Ref
+from scaler.errors import ScalerError
+from scaler.metrics import Metrics
+from scaler.proto import externalscaler_pb2 as pb
+from scaler.proto import externalscaler_pb2_grpc as pb_grpc
+
+log = logging.getLogger("pd_scaler.service")
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _ref(request: pb.ScaledObjectRef) -> Ref:
+    return Ref(namespace=request.namespace, name=request.name, metadata=dict(request.scalerMetadata))
+
+
+def _status(exc: Exception) -> tuple[grpc.StatusCode, str]:
+    if isinstance(exc, ScalerError):
+        return exc.code, exc.message
+    log.exception("unexpected error answering a call")
+    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"
+
+
+class ExternalScaler(pb_grpc.ExternalScalerServicer):
+    def __init__(self, engine: Engine, metrics: Metrics) -> None:
+        self.engine = engine
+        self.metrics = metrics
+
+    async def _answer(
+        self, method: str, handler: Callable[[Req], Awaitable[Resp]], request: Req, context: Context
+    ) -> Resp:
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            return await handler(request)
+        except Exception as exc:
+            code, message = _status(exc)
+            await context.abort(code, message)
+            raise  # unreachable: abort raises
+        finally:
+            self.metrics.grpc_latency.labels(method).observe(time.perf_counter() - started)
+            self.metrics.grpc_requests.labels(method, code.name).inc()
+
+    async def GetMetricSpec(self, request: pb.ScaledObjectRef, context: Context) -> pb.GetMetricSpecResponse:
+        return await self._answer("GetMetricSpec", self._metric_spec, request, context)
+
+    async def GetMetrics(self, request: pb.GetMetricsRequest, context: Context) -> pb.GetMetricsResponse:
+        return await self._answer("GetMetrics", self._metrics, request, context)
+
+    async def IsActive(self, request: pb.ScaledObjectRef, context: Context) -> pb.IsActiveResponse:
+        return await self._answer("IsActive", self._is_active, request, context)
+
+    async def _metric_spec(self, request: pb.ScaledObjectRef) -> pb.GetMetricSpecResponse:
+        name, target = self.engine.metric_spec(_ref(request))
+        # int64 fields for KEDA < 2.17, which ignores the float ones.
+        spec = pb.MetricSpec(metricName=name, targetSizeFloat=target, targetSize=round(target))
+        return pb.GetMetricSpecResponse(metricSpecs=[spec])
+
+    async def _metrics(self, request: pb.GetMetricsRequest) -> pb.GetMetricsResponse:
+        d = await self.engine.decide(_ref(request.scaledObjectRef))
+        value = pb.MetricValue(metricName=d.metric_name, metricValueFloat=d.value, metricValue=round(d.value))
+        return pb.GetMetricsResponse(metricValues=[value])
+
+    async def _is_active(self, request: pb.ScaledObjectRef) -> pb.IsActiveResponse:
+        return pb.IsActiveResponse(result=(await self.engine.decide(_ref(request))).active)
+
+    async def StreamIsActive(self, request: pb.ScaledObjectRef, context: Context) -> AsyncIterator[pb.IsActiveResponse]:
+        # Counted when the stream ends; its duration is KEDA's, not ours, so it is not timed.
+        code = grpc.StatusCode.OK
+        try:
+            async for _ in self.engine.activations(_ref(request)):
+                yield pb.IsActiveResponse(result=True)
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception as exc:
+            code, message = _status(exc)
+            await context.abort(code, message)
+        finally:
+            self.metrics.grpc_requests.labels("StreamIsActive", code.name).inc()

@@ -1,0 +1,188 @@
+"""A source refreshes one measurement in the background; handlers only read its latest sample.
+
+Sources are shared: a `SourcePool` keeps one per key (e.g. one per NATS connection, stream and consumer), so
+the load on NATS or Prometheus grows with the number of distinct sources, never with the number of
+ScaledObjects or calls. A source nobody has read for `idle_timeout` is stopped.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any, Generic, TypeVar
+
+from scaler.errors import NotFound, ScalerError, SourceUnavailable
+from scaler.metrics import Metrics
+
+T = TypeVar("T")
+S = TypeVar("S", bound="Source[Any]")
+Clock = Callable[[], float]
+
+log = logging.getLogger("pd_scaler.sources")
+
+# A burst of wake-ups (one per published message) costs at most one refresh per this many seconds.
+MIN_REFRESH_GAP = 0.005
+
+
+class Source(abc.ABC, Generic[T]):
+    """Keeps the latest sample of `fetch()`, its time, and the last error."""
+
+    kind = "source"
+
+    def __init__(self, name: str, interval: float, metrics: Metrics, clock: Clock = time.monotonic) -> None:
+        self.name = name  # shown in logs, errors and metrics: must never hold a secret
+        self.interval = interval
+        self.metrics = metrics
+        self.clock = clock
+        self.last_used = clock()
+        self.users = 0  # open streams that keep the source alive while nobody polls
+        self._sample: T | None = None
+        self._sampled_at = 0.0
+        self._error: ScalerError | None = None
+        self._up: bool | None = None
+        self._settled = asyncio.Event()  # set once the first fetch has succeeded or failed
+        self._updated = asyncio.Event()  # replaced after every fetch; waiters hold the old one
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @abc.abstractmethod
+    async def fetch(self) -> T:
+        """One measurement; raise ScalerError (NotFound, SourceUnavailable) for what the user should see."""
+
+    async def close(self) -> None:
+        """Release what `fetch` opened."""
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"source {self.name}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.close()
+        self._publish()  # let waiting streams see the stop
+
+    def refresh_soon(self) -> None:
+        """Refresh now instead of at the next interval (e.g. a message just arrived)."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            started = self.clock()
+            await self._refresh_once()
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval - (self.clock() - started))
+            await asyncio.sleep(max(0.0, MIN_REFRESH_GAP - (self.clock() - started)))
+
+    @property
+    def up(self) -> bool:
+        return bool(self._up)
+
+    async def _refresh_once(self) -> None:
+        self.metrics.source_refreshes.labels(self.kind, self.name).inc()
+        try:
+            sample = await self.fetch()
+        except ScalerError as exc:
+            self._failed(exc)
+        except Exception as exc:  # anything else a client library raises is still "this source failed"
+            self._failed(SourceUnavailable(f"{self.name}: {type(exc).__name__}: {exc}".rstrip(": ")))
+        else:
+            self._sample, self._sampled_at, self._error = sample, self.clock(), None
+            if self._up is not True:
+                log.info("source up", extra={"fields": {"source": self.name}})
+            self._up = True
+        self._settled.set()
+        self._publish()
+
+    def _failed(self, exc: ScalerError) -> None:
+        self._error = exc
+        self.metrics.source_errors.labels(self.kind, self.name).inc()
+        if self._up is not False:
+            log.warning("source down", extra={"fields": {"source": self.name, "error": exc.message}})
+        self._up = False
+
+    def _publish(self) -> None:
+        updated, self._updated = self._updated, asyncio.Event()
+        updated.set()
+
+    async def next_update(self) -> None:
+        """Returns after the next fetch (or the source's stop)."""
+        await self._updated.wait()
+
+    async def settled(self, timeout: float) -> None:
+        """Wait (bounded) for the first fetch of a new source, so a first call need not fail."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._settled.wait(), timeout)
+
+    def age(self) -> float | None:
+        return None if self._sample is None else self.clock() - self._sampled_at
+
+    def read(self, max_age: float) -> T:
+        """The latest sample if it is at most `max_age` seconds old, else the error the user should see."""
+        self.last_used = self.clock()
+        if isinstance(self._error, NotFound):
+            raise self._error
+        last_error = f"; last error: {self._error.message}" if self._error else ""
+        if self._sample is None:
+            raise SourceUnavailable(f"{self.name}: no sample yet{last_error}")
+        age = self.clock() - self._sampled_at
+        if age > max_age:
+            raise SourceUnavailable(
+                f"{self.name}: newest sample is {age:.1f}s old, over maxStaleness {max_age:g}s{last_error}"
+            )
+        return self._sample
+
+    @contextlib.contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Keep the source alive while a stream watches it."""
+        self.users += 1
+        try:
+            yield
+        finally:
+            self.users -= 1
+            self.last_used = self.clock()
+
+
+class SourcePool:
+    """One running source per key; idle sources are stopped by `reap`."""
+
+    def __init__(self, metrics: Metrics, idle_timeout: float, clock: Clock = time.monotonic) -> None:
+        self.metrics = metrics
+        self.idle_timeout = idle_timeout
+        self.clock = clock
+        self._sources: dict[Hashable, Source[Any]] = {}
+        metrics.watch_sources(self)
+
+    def get(self, key: Hashable, factory: Callable[[], S]) -> S:
+        source = self._sources.get(key)
+        if source is None:
+            source = factory()
+            source.start()
+            self._sources[key] = source
+            log.info("source started", extra={"fields": {"source": source.name}})
+        return source  # type: ignore[return-value]
+
+    def __iter__(self) -> Iterator[Source[Any]]:
+        return iter(list(self._sources.values()))
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    async def reap(self) -> None:
+        """Stop sources that no call has read for `idle_timeout` and no stream watches."""
+        now = self.clock()
+        for key, source in list(self._sources.items()):
+            if source.users == 0 and now - source.last_used > self.idle_timeout:
+                del self._sources[key]
+                await source.stop()
+                log.info("source stopped (idle)", extra={"fields": {"source": source.name}})
+
+    async def close(self) -> None:
+        sources, self._sources = list(self._sources.values()), {}
+        await asyncio.gather(*(s.stop() for s in sources))

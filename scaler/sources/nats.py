@@ -1,0 +1,175 @@
+"""JetStream consumer lag over the NATS protocol, and a core subscription that wakes it on every arrival.
+
+`$JS.API.CONSUMER.INFO` is answered by the consumer's leader, so the numbers are current on clusters too.
+Connections are shared by every source that uses the same profile; nats-py reconnects them on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Hashable
+
+import nats
+import nats.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.errors import NotFoundError
+
+from scaler.connections import NatsProfile
+from scaler.errors import NotFound, SourceUnavailable
+from scaler.metrics import Metrics
+from scaler.observations import ConsumerLag
+from scaler.sources.base import Clock, Source
+
+log = logging.getLogger("pd_scaler.sources")
+
+REQUEST_TIMEOUT = 2.0  # one consumer-info round trip takes ~0.5 ms; a stalled server must not hold a loop
+_STREAM_NOT_FOUND = 10059  # JetStream API error codes (nats-server errors.json)
+
+
+class NatsConnection:
+    """One client per profile, connected on first use; after that nats-py's own reconnect logic applies."""
+
+    def __init__(self, label: str, profile: NatsProfile, metrics: Metrics) -> None:
+        self.label = label  # profile name or server list, never credentials
+        self.profile = profile
+        self.metrics = metrics
+        self.users = 0
+        self._client: NatsClient | None = None
+        self._lock = asyncio.Lock()
+
+    async def client(self) -> NatsClient:
+        if self._client is not None and not self._client.is_closed:
+            return self._client
+        async with self._lock:
+            if self._client is None or self._client.is_closed:
+                self._client = await self._connect()
+                log.info("nats connected", extra={"fields": {"connection": self.label}})
+        return self._client
+
+    async def _connect(self) -> NatsClient:
+        p = self.profile
+        try:
+            return await nats.connect(
+                servers=list(p.servers),
+                name="pd-scaler",
+                user=p.user,
+                password=p.password.get_secret_value() if p.password else None,
+                token=p.token.get_secret_value() if p.token else None,
+                user_credentials=str(p.creds_file) if p.creds_file else None,
+                tls=p.tls.context() if p.tls else None,
+                connect_timeout=REQUEST_TIMEOUT,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                disconnected_cb=self._disconnected,
+                reconnected_cb=self._reconnected,
+                error_cb=self._error,
+            )
+        except Exception as exc:
+            raise SourceUnavailable(f"nats {self.label}: cannot connect: {_describe(exc)}") from None
+
+    async def _disconnected(self) -> None:
+        log.warning("nats disconnected", extra={"fields": {"connection": self.label}})
+
+    async def _reconnected(self) -> None:
+        self.metrics.nats_reconnects.labels(self.label).inc()
+        log.info("nats reconnected", extra={"fields": {"connection": self.label}})
+
+    async def _error(self, exc: Exception) -> None:
+        log.debug("nats error", extra={"fields": {"connection": self.label, "error": _describe(exc)}})
+
+    async def close(self) -> None:
+        if self._client is not None and not self._client.is_closed:
+            await self._client.close()
+        self._client = None
+
+
+class NatsConnections:
+    """Shares a NatsConnection among sources by profile; closes it when the last source lets go."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._conns: dict[Hashable, NatsConnection] = {}
+
+    def acquire(self, key: Hashable, label: str, profile: NatsProfile) -> NatsConnection:
+        conn = self._conns.get(key)
+        if conn is None:
+            conn = self._conns[key] = NatsConnection(label, profile, self.metrics)
+        conn.users += 1
+        return conn
+
+    async def release(self, conn: NatsConnection) -> None:
+        conn.users -= 1
+        if conn.users == 0:
+            self._conns = {k: c for k, c in self._conns.items() if c is not conn}
+            await conn.close()
+
+
+class JetStreamLagSource(Source[ConsumerLag]):
+    """Consumer info for one (connection, stream, consumer), refreshed every interval and on every arrival."""
+
+    kind = "nats"
+
+    def __init__(
+        self,
+        conn: NatsConnection,
+        conns: NatsConnections,
+        stream: str,
+        consumer: str,
+        interval: float,
+        metrics: Metrics,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        super().__init__(f"nats {conn.label} stream={stream} consumer={consumer}", interval, metrics, clock)
+        self.conn, self.conns, self.stream, self.consumer = conn, conns, stream, consumer
+        self._arrivals: list[Subscription] = []
+
+    async def fetch(self) -> ConsumerLag:
+        nc = await self.conn.client()
+        js = nc.jetstream(timeout=REQUEST_TIMEOUT)
+        try:
+            info = await js.consumer_info(self.stream, self.consumer)
+            if not self._arrivals:
+                await self._subscribe_arrivals(nc, (await js.stream_info(self.stream)).config.subjects or [])
+        except NotFoundError as exc:
+            if exc.err_code == _STREAM_NOT_FOUND:
+                raise NotFound(f"nats {self.conn.label}: stream {self.stream!r} not found") from None
+            raise NotFound(
+                f"nats {self.conn.label}: consumer {self.consumer!r} not found on stream {self.stream!r}"
+            ) from None
+        except Exception as exc:
+            raise SourceUnavailable(f"{self.name}: {_describe(exc)}") from None
+        return ConsumerLag(pending=info.num_pending or 0, ack_pending=info.num_ack_pending or 0)
+
+    def lag(self, stream: str, consumer: str, max_age: float) -> ConsumerLag:
+        """The same reader as JszSource's; this source measures only its own stream and consumer."""
+        return self.read(max_age)
+
+    async def _subscribe_arrivals(self, nc: NatsClient, subjects: list[str]) -> None:
+        # A plain (non-queue) subscription gets a copy of each published request without touching the work
+        # queue; it only wakes the loop, the number still comes from consumer info.
+        async def arrived(_msg: Msg) -> None:
+            self.refresh_soon()
+
+        self._arrivals = [await nc.subscribe(subject, cb=arrived) for subject in subjects]
+
+    async def close(self) -> None:
+        for sub in self._arrivals:
+            with contextlib.suppress(nats.errors.Error):  # the connection is going away anyway
+                await sub.unsubscribe()
+        self._arrivals = []
+        await self.conns.release(self.conn)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, asyncio.TimeoutError | nats.errors.TimeoutError):
+        return f"no answer within {REQUEST_TIMEOUT:g}s"
+    if isinstance(exc, nats.errors.NoServersError):
+        return "no server reachable"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

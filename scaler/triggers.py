@@ -1,0 +1,252 @@
+"""Trigger metadata: the schema of `scalerMetadata`, parsed and validated into a typed spec.
+
+The pydantic models here are the single source of truth for keys, types and defaults; the README's metadata
+table is generated from them (`metadata_table`). Parsing is pure: no clock, no I/O, no globals.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from scaler.durations import parse_duration
+from scaler.errors import InvalidTrigger
+
+# Keys KEDA itself reads from the trigger's metadata and forwards to us unchanged.
+KEDA_KEYS = frozenset({"scalerAddress", "enableTLS", "unsafeSsl"})
+FROM_ENV = "FromEnv"
+ROLES = ("prefill",)
+
+_NATS_SCHEMES = ("nats", "tls")
+_CREDENTIALS_HINT = (
+    "credentials are not accepted in trigger metadata (KEDA does not protect it); "
+    "put them in a connection profile of the --connections file and name it"
+)
+
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise PydanticCustomError("duration", str(exc)) from None
+    return value
+
+
+def _nats_servers(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    servers = tuple(s.strip() for s in value.split(",") if s.strip())
+    if not servers:
+        raise PydanticCustomError("nats_url", "expected one or more nats://host:port, comma-separated")
+    for server in servers:
+        parts = urlsplit(server)
+        if parts.username or parts.password or "@" in parts.netloc:
+            raise PydanticCustomError("credentials", _CREDENTIALS_HINT + " with natsConnection")
+        if parts.scheme not in _NATS_SCHEMES or not parts.hostname:
+            raise PydanticCustomError(
+                "nats_url", "expected nats://host:port or tls://host:port (comma-separated for several)"
+            )
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise PydanticCustomError("nats_url", "the port is not a number") from None
+    return servers
+
+
+def _host_port(value: Any) -> Any:
+    if isinstance(value, str):
+        if "@" in value:
+            raise PydanticCustomError("credentials", _CREDENTIALS_HINT)
+        if not re.fullmatch(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?", value):
+            raise PydanticCustomError("host_port", "expected host:port without a scheme, like KEDA's nats-jetstream")
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Name = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\s*>.]+$")]
+
+
+class TriggerBase(BaseModel):
+    """Keys every role accepts. Field aliases are the metadata keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    role: str = Field(description=f"Which role this trigger scales: {', '.join(ROLES)}.")
+    max_staleness: Duration = Field(
+        "30s",
+        gt=0,
+        validate_default=True,
+        alias="maxStaleness",
+        description="Oldest sample still answered with; older → `UNAVAILABLE`. Duration: `30s`, `1m`, `500ms`.",
+    )
+
+    kind: ClassVar[str]
+
+    @property
+    def metric_name(self) -> str:
+        """The HPA's metric name for this trigger (KEDA prefixes `sN-`)."""
+        raise NotImplementedError
+
+    @property
+    def target(self) -> float:
+        """The per-replica target (AverageValue)."""
+        raise NotImplementedError
+
+
+class PrefillTrigger(TriggerBase):
+    """Prefill: the lag of the JetStream consumer prefill workers pull from."""
+
+    role: Literal["prefill"] = Field(description="`prefill`: scale on the prefill queue's consumer lag.")
+    stream: Name = Field("dynamo_prefill_queue", description="JetStream stream holding remote-prefill requests.")
+    consumer: Name = Field("worker-group", description="Durable pull consumer the prefill workers share.")
+    lag_threshold: PositiveFloat = Field(
+        5.0,
+        alias="lagThreshold",
+        description="Target lag per prefill replica (messages), as KEDA's `lagThreshold`.",
+    )
+    activation_lag_threshold: NonNegativeFloat = Field(
+        0.0, alias="activationLagThreshold", description="The role is active while the lag is above this."
+    )
+    nats_server: Annotated[tuple[str, ...] | None, BeforeValidator(_nats_servers)] = Field(
+        None,
+        alias="natsServer",
+        description="NATS URL(s), `nats://host:port`, comma-separated. No credentials: see `natsConnection`.",
+    )
+    nats_connection: Name | None = Field(
+        None,
+        alias="natsConnection",
+        description="Name of a NATS profile in the `--connections` file (servers, credentials, TLS).",
+    )
+    nats_server_monitoring_endpoint: Annotated[str | None, BeforeValidator(_host_port)] = Field(
+        None,
+        alias="natsServerMonitoringEndpoint",
+        description="KEDA `nats-jetstream` compatibility: read `/jsz` from this `host:port` instead.",
+    )
+    account: Name | None = Field(
+        None, description="With `natsServerMonitoringEndpoint`: the JetStream account (default `$G`)."
+    )
+    use_https: bool | None = Field(
+        None, alias="useHttps", description="With `natsServerMonitoringEndpoint`: `true` to use HTTPS."
+    )
+
+    kind: ClassVar[str] = "prefill"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PrefillTrigger:
+        given = [
+            key
+            for key, value in (
+                ("natsServer", self.nats_server),
+                ("natsConnection", self.nats_connection),
+                ("natsServerMonitoringEndpoint", self.nats_server_monitoring_endpoint),
+            )
+            if value is not None
+        ]
+        if len(given) != 1:
+            raise PydanticCustomError(
+                "source",
+                "exactly one of natsServer, natsConnection, natsServerMonitoringEndpoint is required; got {got}",
+                {"got": ", ".join(given) or "none"},
+            )
+        if self.nats_server_monitoring_endpoint is None:
+            extra = [k for k, v in (("account", self.account), ("useHttps", self.use_https)) if v is not None]
+            if extra:
+                raise PydanticCustomError(
+                    "source",
+                    "{keys} only apply with natsServerMonitoringEndpoint",
+                    {"keys": ", ".join(extra)},
+                )
+        return self
+
+    @property
+    def metric_name(self) -> str:
+        return metric_name("prefill-lag", self.stream, self.consumer)
+
+    @property
+    def target(self) -> float:
+        return self.lag_threshold
+
+    @property
+    def jsz_url(self) -> str:
+        scheme = "https" if self.use_https else "http"
+        return f"{scheme}://{self.nats_server_monitoring_endpoint}"
+
+
+TriggerSpec = PrefillTrigger
+_MODELS: dict[str, type[TriggerBase]] = {"prefill": PrefillTrigger}
+
+
+def metric_name(*parts: str) -> str:
+    """A name the HPA accepts (lowercase letters, digits, `-`), the same for the same parts."""
+    name = re.sub(r"[^a-z0-9]+", "-", "-".join(parts).lower()).strip("-")
+    return name[:200].rstrip("-")
+
+
+def _keys(model: type[TriggerBase]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _normalise(metadata: Mapping[str, str]) -> dict[str, str]:
+    """Drop KEDA's own keys and fold `<key>FromEnv` (already resolved by KEDA) onto `<key>`."""
+    out: dict[str, str] = {}
+    for key, value in metadata.items():
+        if key in KEDA_KEYS:
+            continue
+        base = key[: -len(FROM_ENV)] if key.endswith(FROM_ENV) and len(key) > len(FROM_ENV) else key
+        if base in out:
+            raise InvalidTrigger(f"key {base!r} is given twice (as {base!r} and {base + FROM_ENV!r}); keep one")
+        out[base] = value
+    return out
+
+
+def _describe(error: Mapping[str, Any], model: type[TriggerBase]) -> str:
+    loc = error["loc"]
+    key = str(loc[0]) if loc else ""
+    if error["type"] == "extra_forbidden":
+        accepted = _keys(model)
+        close = difflib.get_close_matches(key, accepted, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown key {key!r}{hint}; {model.kind} triggers accept: {', '.join(sorted(accepted))}"
+    if error["type"] == "missing":
+        return f"key {key!r} is required"
+    if not key:
+        return str(error["msg"])
+    return f"key {key!r}: invalid value {error['input']!r}: {error['msg']}"
+
+
+def parse(metadata: Mapping[str, str]) -> TriggerSpec:
+    """The typed spec for one trigger's metadata, or InvalidTrigger naming the key, value and what is accepted."""
+    fields = _normalise(metadata)
+    role = fields.get("role")
+    if role is None:
+        raise InvalidTrigger(f"key 'role' is required; accepted values: {', '.join(ROLES)}")
+    model = _MODELS.get(role)
+    if model is None:
+        raise InvalidTrigger(f"key 'role': invalid value {role!r}; accepted values: {', '.join(ROLES)}")
+    try:
+        return model.model_validate(fields)  # type: ignore[return-value]
+    except ValidationError as exc:
+        raise InvalidTrigger("; ".join(_describe(e, model) for e in exc.errors())) from None
+
+
+def metadata_table() -> str:
+    """The README's metadata table, generated from the schema."""
+    rows = ["| role | key | default | meaning |", "|---|---|---|---|"]
+    for role, model in _MODELS.items():
+        for name, field in model.model_fields.items():
+            key = field.alias or name
+            default = "required" if field.is_required() else _default_text(field.default)
+            rows.append(f"| {role} | `{key}` | {default} | {field.description} |")
+    return "\n".join(rows)
+
+
+def _default_text(value: object) -> str:
+    return "—" if value is None else f"`{value:g}`" if isinstance(value, float) else f"`{value}`"
