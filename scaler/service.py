@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -28,6 +29,11 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 def _ref(request: pb.ScaledObjectRef) -> Ref:
     return Ref(namespace=request.namespace, name=request.name, metadata=dict(request.scalerMetadata))
+
+
+def _int64(value: float) -> int:
+    """The deprecated int64 fields, for KEDA < 2.17: rounded half up (2.5 → 3), not to even."""
+    return math.floor(value + 0.5)
 
 
 def _status(exc: Exception) -> tuple[grpc.StatusCode, str]:
@@ -69,12 +75,12 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
     async def _metric_spec(self, request: pb.ScaledObjectRef) -> pb.GetMetricSpecResponse:
         name, target = self.engine.metric_spec(_ref(request))
         # int64 fields for KEDA < 2.17, which ignores the float ones.
-        spec = pb.MetricSpec(metricName=name, targetSizeFloat=target, targetSize=round(target))
+        spec = pb.MetricSpec(metricName=name, targetSizeFloat=target, targetSize=_int64(target))
         return pb.GetMetricSpecResponse(metricSpecs=[spec])
 
     async def _metrics(self, request: pb.GetMetricsRequest) -> pb.GetMetricsResponse:
         d = await self.engine.decide(_ref(request.scaledObjectRef))
-        value = pb.MetricValue(metricName=d.metric_name, metricValueFloat=d.value, metricValue=round(d.value))
+        value = pb.MetricValue(metricName=d.metric_name, metricValueFloat=d.value, metricValue=_int64(d.value))
         return pb.GetMetricsResponse(metricValues=[value])
 
     async def _is_active(self, request: pb.ScaledObjectRef) -> pb.IsActiveResponse:

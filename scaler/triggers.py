@@ -207,7 +207,7 @@ def _normalise(metadata: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-def _describe(error: Mapping[str, Any], model: type[TriggerBase]) -> str:
+def _describe(error: Mapping[str, Any], model: type[TriggerBase], given: Mapping[str, str]) -> str:
     loc = error["loc"]
     key = str(loc[0]) if loc else ""
     if error["type"] == "extra_forbidden":
@@ -219,7 +219,8 @@ def _describe(error: Mapping[str, Any], model: type[TriggerBase]) -> str:
         return f"key {key!r} is required"
     if not key:
         return str(error["msg"])
-    return f"key {key!r}: invalid value {error['input']!r}: {error['msg']}"
+    # Quote what the user wrote, not what an earlier validation step made of it.
+    return f"key {key!r}: invalid value {given.get(key, error['input'])!r}: {error['msg']}"
 
 
 def parse(metadata: Mapping[str, str]) -> TriggerSpec:
@@ -234,7 +235,7 @@ def parse(metadata: Mapping[str, str]) -> TriggerSpec:
     try:
         return model.model_validate(fields)  # type: ignore[return-value]
     except ValidationError as exc:
-        raise InvalidTrigger("; ".join(_describe(e, model) for e in exc.errors())) from None
+        raise InvalidTrigger("; ".join(_describe(e, model, fields) for e in exc.errors())) from None
 
 
 def metadata_table() -> str:

@@ -48,6 +48,7 @@ class Source(abc.ABC, Generic[T]):
         self._updated = asyncio.Event()  # replaced after every fetch; waiters hold the old one
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     @abc.abstractmethod
     async def fetch(self) -> T:
@@ -60,6 +61,9 @@ class Source(abc.ABC, Generic[T]):
         self._task = asyncio.create_task(self._run(), name=f"source {self.name}")
 
     async def stop(self) -> None:
+        # A flag as well as a cancel: client libraries may swallow a cancellation mid-request.
+        self._stopped = True
+        self._wake.set()
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -72,7 +76,7 @@ class Source(abc.ABC, Generic[T]):
         self._wake.set()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopped:
             started = self.clock()
             await self._refresh_once()
             self._wake.clear()

@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import Hashable
 
-import nats
 import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -27,6 +26,7 @@ from scaler.sources.base import Clock, Source
 
 log = logging.getLogger("pd_scaler.sources")
 
+CONNECT_TIMEOUT = 1  # loopback or in-cluster connects take milliseconds
 REQUEST_TIMEOUT = 2.0  # one consumer-info round trip takes ~0.5 ms; a stalled server must not hold a loop
 _STREAM_NOT_FOUND = 10059  # JetStream API error codes (nats-server errors.json)
 
@@ -40,6 +40,7 @@ class NatsConnection:
         self.metrics = metrics
         self.users = 0
         self._client: NatsClient | None = None
+        self._last_error: Exception | None = None
         self._lock = asyncio.Lock()
 
     async def client(self) -> NatsClient:
@@ -53,27 +54,40 @@ class NatsConnection:
 
     async def _connect(self) -> NatsClient:
         p = self.profile
+        client = NatsClient()
+        self._last_error = None
         try:
-            return await nats.connect(
-                servers=list(p.servers),
-                name="pd-scaler",
-                user=p.user,
-                password=p.password.get_secret_value() if p.password else None,
-                token=p.token.get_secret_value() if p.token else None,
-                user_credentials=str(p.creds_file) if p.creds_file else None,
-                tls=p.tls.context() if p.tls else None,
-                connect_timeout=REQUEST_TIMEOUT,
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                disconnected_cb=self._disconnected,
-                reconnected_cb=self._reconnected,
-                error_cb=self._error,
+            # With unlimited reconnects nats-py also retries the first connect forever: bound it here,
+            # and let the source's next refresh try again.
+            await asyncio.wait_for(
+                client.connect(
+                    servers=list(p.servers),
+                    name="pd-scaler",
+                    user=p.user,
+                    password=p.password.get_secret_value() if p.password else None,
+                    token=p.token.get_secret_value() if p.token else None,
+                    user_credentials=str(p.creds_file) if p.creds_file else None,
+                    tls=p.tls.context() if p.tls else None,
+                    connect_timeout=CONNECT_TIMEOUT,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=1,  # nats-py sleeps this long between tries of one server
+                    disconnected_cb=self._disconnected,
+                    reconnected_cb=self._reconnected,
+                    error_cb=self._error,
+                ),
+                CONNECT_TIMEOUT,
             )
         except Exception as exc:
-            raise SourceUnavailable(f"nats {self.label}: cannot connect: {_describe(exc)}") from None
+            with contextlib.suppress(Exception):
+                await client.close()
+            cause = self._last_error if isinstance(exc, asyncio.TimeoutError) and self._last_error else exc
+            raise SourceUnavailable(f"nats {self.label}: cannot connect: {_describe(cause)}") from None
+        return client
 
     async def _disconnected(self) -> None:
+        if self._client is None:
+            return  # a failed first connect, reported by the source
         log.warning("nats disconnected", extra={"fields": {"connection": self.label}})
 
     async def _reconnected(self) -> None:
@@ -81,6 +95,7 @@ class NatsConnection:
         log.info("nats reconnected", extra={"fields": {"connection": self.label}})
 
     async def _error(self, exc: Exception) -> None:
+        self._last_error = exc
         log.debug("nats error", extra={"fields": {"connection": self.label, "error": _describe(exc)}})
 
     async def close(self) -> None:

@@ -1,0 +1,128 @@
+"""The metadata schema: defaults, KEDA's keys, and one exact error per kind of mistake."""
+
+from __future__ import annotations
+
+import pytest
+
+from scaler.errors import InvalidTrigger
+from scaler.triggers import PrefillTrigger, parse
+
+NATS = {"role": "prefill", "natsServer": "nats://nats.default.svc:4222"}
+
+
+def test_defaults_follow_dynamo_and_the_ack_guide() -> None:
+    spec = parse(NATS)
+    assert isinstance(spec, PrefillTrigger)
+    assert (spec.stream, spec.consumer) == ("dynamo_prefill_queue", "worker-group")
+    assert (spec.lag_threshold, spec.activation_lag_threshold, spec.max_staleness) == (5.0, 0.0, 30.0)
+    assert spec.nats_server == ("nats://nats.default.svc:4222",)
+    assert spec.metric_name == "prefill-lag-dynamo-prefill-queue-worker-group"
+
+
+def test_keda_keys_are_ignored_and_from_env_keys_count_for_their_base_key() -> None:
+    spec = parse(
+        {**NATS, "scalerAddress": "pd-scaler.keda:9090", "enableTLS": "false", "unsafeSsl": "true"}
+        | {"lagThresholdFromEnv": "12", "maxStaleness": "1m30s", "natsServer": "nats://a:4222, tls://b:4222"}
+    )
+    assert isinstance(spec, PrefillTrigger)
+    assert spec.lag_threshold == 12.0
+    assert spec.max_staleness == 90.0
+    assert spec.nats_server == ("nats://a:4222", "tls://b:4222")
+
+
+def test_keda_nats_jetstream_metadata_works_unchanged() -> None:
+    spec = parse(
+        {
+            "role": "prefill",
+            "natsServerMonitoringEndpoint": "nats.default.svc.cluster.local:8222",
+            "account": "$G",
+            "stream": "dynamo_prefill_queue",
+            "consumer": "worker-group",
+            "lagThreshold": "5",
+            "useHttps": "false",
+        }
+    )
+    assert isinstance(spec, PrefillTrigger)
+    assert spec.jsz_url == "http://nats.default.svc.cluster.local:8222"
+    assert spec.account == "$G"
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ({"natsServer": "nats://h:4222"}, "key 'role' is required; accepted values: prefill"),
+        ({**NATS, "role": "router"}, "key 'role': invalid value 'router'; accepted values: prefill"),
+        (
+            {**NATS, "lagTreshold": "3"},
+            "unknown key 'lagTreshold' (did you mean 'lagThreshold'?); prefill triggers accept: account, "
+            "activationLagThreshold, consumer, lagThreshold, maxStaleness, natsConnection, natsServer, "
+            "natsServerMonitoringEndpoint, role, stream, useHttps",
+        ),
+        ({**NATS, "lagThreshold": "0"}, "key 'lagThreshold': invalid value '0': Input should be greater than 0"),
+        ({**NATS, "lagThreshold": "-2"}, "key 'lagThreshold': invalid value '-2': Input should be greater than 0"),
+        (
+            {**NATS, "lagThreshold": "five"},
+            "key 'lagThreshold': invalid value 'five': Input should be a valid number, "
+            "unable to parse string as a number",
+        ),
+        ({**NATS, "lagThreshold": "nan"}, "key 'lagThreshold': invalid value 'nan': Input should be a finite number"),
+        ({**NATS, "lagThreshold": "inf"}, "key 'lagThreshold': invalid value 'inf': Input should be a finite number"),
+        (
+            {**NATS, "activationLagThreshold": "-1"},
+            "key 'activationLagThreshold': invalid value '-1': Input should be greater than or equal to 0",
+        ),
+        (
+            {**NATS, "maxStaleness": "forever"},
+            "key 'maxStaleness': invalid value 'forever': 'forever' is not a duration; use a number of seconds "
+            "or units ms, s, m, h (e.g. 30s, 1m30s)",
+        ),
+        ({**NATS, "maxStaleness": "0s"}, "key 'maxStaleness': invalid value '0s': Input should be greater than 0"),
+        (
+            {**NATS, "stream": "prefill queue"},
+            "key 'stream': invalid value 'prefill queue': String should match pattern '^[^\\s*>.]+$'",
+        ),
+        ({**NATS, "consumer": ""}, "key 'consumer': invalid value '': String should have at least 1 character"),
+        (
+            {**NATS, "natsServer": "http://nats:4222"},
+            "key 'natsServer': invalid value 'http://nats:4222': expected nats://host:port or tls://host:port "
+            "(comma-separated for several)",
+        ),
+        (
+            {**NATS, "natsServer": "nats://prefill:s3cret@nats:4222"},
+            "key 'natsServer': invalid value 'nats://prefill:s3cret@nats:4222': credentials are not accepted in "
+            "trigger metadata (KEDA does not protect it); put them in a connection profile of the --connections "
+            "file and name it with natsConnection",
+        ),
+        (
+            {**NATS, "natsServer": "nats://nats:port"},
+            "key 'natsServer': invalid value 'nats://nats:port': the port is not a number",
+        ),
+        (
+            {**NATS, "natsConnection": "prod"},
+            "exactly one of natsServer, natsConnection, natsServerMonitoringEndpoint is required; "
+            "got natsServer, natsConnection",
+        ),
+        (
+            {"role": "prefill"},
+            "exactly one of natsServer, natsConnection, natsServerMonitoringEndpoint is required; got none",
+        ),
+        ({**NATS, "account": "$G"}, "account only apply with natsServerMonitoringEndpoint"),
+        (
+            {"role": "prefill", "natsServerMonitoringEndpoint": "http://nats:8222"},
+            "key 'natsServerMonitoringEndpoint': invalid value 'http://nats:8222': expected host:port without a "
+            "scheme, like KEDA's nats-jetstream",
+        ),
+        (
+            {"role": "prefill", "natsServerMonitoringEndpoint": "nats:8222", "useHttps": "maybe"},
+            "key 'useHttps': invalid value 'maybe': Input should be a valid boolean, unable to interpret input",
+        ),
+        (
+            {**NATS, "lagThreshold": "5", "lagThresholdFromEnv": "6"},
+            "key 'lagThreshold' is given twice (as 'lagThreshold' and 'lagThresholdFromEnv'); keep one",
+        ),
+    ],
+)
+def test_bad_metadata_names_the_key_the_value_and_what_is_accepted(metadata: dict[str, str], message: str) -> None:
+    with pytest.raises(InvalidTrigger) as caught:
+        parse(metadata)
+    assert caught.value.message == message
