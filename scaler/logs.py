@@ -48,4 +48,5 @@ def configure(fmt: str, level: str) -> None:
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(logging.WARNING)  # libraries: warnings only; their debug output is not ours to show
+    logging.getLogger("pd_scaler").setLevel(level.upper())

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TypeVar
 
@@ -35,6 +36,15 @@ async def eventually(probe: Callable[[], Awaitable[T]], timeout: float = 5.0, in
         await asyncio.sleep(interval)
 
 
+async def rpc_error(call: Awaitable[object]) -> grpc.aio.AioRpcError | None:
+    """The error a call ended with, or None if it answered."""
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        return error
+    return None
+
+
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
     server = NatsServer(tmp_path_factory.mktemp("nats"))
@@ -52,10 +62,8 @@ async def nc(nats_server: NatsServer) -> AsyncIterator[NatsClient]:
 
 async def make_queue(js: JetStreamContext, stream: str = STREAM, consumer: str = CONSUMER) -> None:
     """Dynamo's prefill queue: a work-queue stream `<stream>.*` and the workers' durable pull consumer."""
-    try:
+    with contextlib.suppress(NotFoundError):
         await js.delete_stream(stream)
-    except NotFoundError:
-        pass
     await js.add_stream(name=stream, subjects=[f"{stream}.*"], retention=RetentionPolicy.WORK_QUEUE, max_age=600)
     await js.add_consumer(stream, ConsumerConfig(durable_name=consumer, ack_policy=AckPolicy.EXPLICIT))
 

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.server import Server
-from tests.conftest import CONSUMER, STREAM, eventually, make_queue, metrics_request, prefill_ref
+from tests.conftest import CONSUMER, STREAM, eventually, make_queue, metrics_request, prefill_ref, rpc_error
 from tests.servers import NatsServer
 
 Stub = pb_grpc.ExternalScalerStub
@@ -146,13 +146,14 @@ async def test_missing_stream_or_consumer_is_not_found(stub: Stub, js: JetStream
 @pytest.mark.parametrize("method", ["GetMetricSpec", "GetMetrics", "IsActive", "StreamIsActive"])
 async def test_bad_metadata_is_invalid_argument_on_every_call(stub: Stub, nats_server: NatsServer, method: str):
     ref = prefill_ref(nats_server, lagThreshold="-1")
+    calls = {
+        "GetMetricSpec": lambda: stub.GetMetricSpec(ref),
+        "GetMetrics": lambda: stub.GetMetrics(metrics_request(ref)),
+        "IsActive": lambda: stub.IsActive(ref),
+        "StreamIsActive": lambda: stub.StreamIsActive(ref).read(),
+    }
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        if method == "GetMetrics":
-            await stub.GetMetrics(metrics_request(ref))
-        elif method == "StreamIsActive":
-            await stub.StreamIsActive(ref).read()
-        else:
-            await getattr(stub, method)(ref)
+        await calls[method]()
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert caught.value.details() == "key 'lagThreshold': invalid value '-1': Input should be greater than 0"
 
@@ -240,12 +241,10 @@ async def test_nats_down_is_unavailable_once_stale_and_correct_again_after_resta
             nats_server.stop()
 
             async def unavailable() -> grpc.aio.AioRpcError:
-                try:
-                    await stub.GetMetrics(metrics_request(ref))
-                except grpc.aio.AioRpcError as error:
-                    assert error.code() == grpc.StatusCode.UNAVAILABLE
-                    return error
-                raise AssertionError("still answered with a value")
+                error = await rpc_error(stub.GetMetrics(metrics_request(ref)))
+                assert error is not None, "still answered with a value"
+                assert error.code() == grpc.StatusCode.UNAVAILABLE
+                return error
 
             error = await eventually(unavailable, timeout=10)
             details = error.details() or ""

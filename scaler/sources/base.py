@@ -26,6 +26,8 @@ log = logging.getLogger("pd_scaler.sources")
 
 # A burst of wake-ups (one per published message) costs at most one refresh per this many seconds.
 MIN_REFRESH_GAP = 0.005
+# A source's loop ends within one request timeout; shutdown waits no longer than this for it.
+STOP_TIMEOUT = 3.0
 
 
 class Source(abc.ABC, Generic[T]):
@@ -66,8 +68,9 @@ class Source(abc.ABC, Generic[T]):
         self._wake.set()
         if self._task:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            _, pending = await asyncio.wait([self._task], timeout=STOP_TIMEOUT)
+            if pending:
+                log.warning("source did not stop in time", extra={"fields": {"source": self.name}})
         await self.close()
         self._publish()  # let waiting streams see the stop
 

@@ -41,6 +41,7 @@ class NatsConnection:
         self.users = 0
         self._client: NatsClient | None = None
         self._last_error: Exception | None = None
+        self._closing = False
         self._lock = asyncio.Lock()
 
     async def client(self) -> NatsClient:
@@ -86,8 +87,8 @@ class NatsConnection:
         return client
 
     async def _disconnected(self) -> None:
-        if self._client is None:
-            return  # a failed first connect, reported by the source
+        if self._client is None or self._closing:
+            return  # a failed first connect (the source reports it) or our own close
         log.warning("nats disconnected", extra={"fields": {"connection": self.label}})
 
     async def _reconnected(self) -> None:
@@ -95,10 +96,12 @@ class NatsConnection:
         log.info("nats reconnected", extra={"fields": {"connection": self.label}})
 
     async def _error(self, exc: Exception) -> None:
-        self._last_error = exc
+        # The first error of a failed connect says why (e.g. an authorization violation); later ones are echoes.
+        self._last_error = self._last_error or exc
         log.debug("nats error", extra={"fields": {"connection": self.label, "error": _describe(exc)}})
 
     async def close(self) -> None:
+        self._closing = True
         if self._client is not None and not self._client.is_closed:
             await self._client.close()
         self._client = None
@@ -185,6 +188,6 @@ def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
     if isinstance(exc, asyncio.TimeoutError | nats.errors.TimeoutError):
         return f"no answer within {REQUEST_TIMEOUT:g}s"
-    if isinstance(exc, nats.errors.NoServersError):
-        return "no server reachable"
+    if isinstance(exc, nats.errors.Error) and text.startswith("nats: "):
+        return text  # nats-py's own errors already say what happened
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
