@@ -77,6 +77,8 @@ def parser() -> argparse.ArgumentParser:
         type=_positive_duration,
     )
     flags.add("--connections", None, "YAML file of connection profiles (servers and credentials)", type=Path)
+    flags.add("--kubeconfig", None, "kubeconfig for decode role discovery (default: the in-cluster config)", type=Path)
+    flags.add("--kube-refresh-interval", 5.0, "how often a decode role's pods are re-listed", type=_positive_duration)
     flags.add("--shutdown-grace", 5.0, "on SIGTERM, how long in-flight calls may take", type=_duration)
     flags.add("--log-format", "text", "log line format", choices=("text", "json"))
     flags.add("--log-level", "info", "log level", choices=("debug", "info", "warning", "error"))
@@ -99,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         source_idle_timeout=args.source_idle_timeout,
         connections=connections,
         shutdown_grace=args.shutdown_grace,
+        kubeconfig=args.kubeconfig,
+        kube_refresh_interval=args.kube_refresh_interval,
     )
     return asyncio.run(serve(settings))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -38,11 +39,32 @@ class NatsProfile(BaseModel):
     tls: TLSFiles | None = None
 
 
+class BasicAuth(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    username: str
+    password: SecretStr
+
+
+class PrometheusProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    url: str = Field(description="Base URL of the Prometheus HTTP API, e.g. http://prometheus.monitoring:9090.")
+    bearer_token_file: Path | None = Field(None, alias="bearerTokenFile", description="Read on every request.")
+    basic_auth: BasicAuth | None = Field(None, alias="basicAuth")
+    ca: Path | None = Field(None, description="CA bundle to verify an https URL with.")
+
+    def headers(self) -> dict[str, str]:
+        if self.bearer_token_file is not None:
+            # Re-read each time: projected service-account tokens rotate.
+            return {"Authorization": f"Bearer {self.bearer_token_file.read_text().strip()}"}
+        return {}
+
+
 class Connections(BaseModel):
     """The whole `--connections` file."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     nats: dict[str, NatsProfile] = Field(default_factory=dict)
+    prometheus: dict[str, PrometheusProfile] = Field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path | None) -> Connections:
@@ -56,13 +78,23 @@ class Connections(BaseModel):
             raise ValueError(f"--connections {path}: {_without_inputs(exc)}") from None
 
     def nats_profile(self, name: str) -> NatsProfile:
-        try:
-            return self.nats[name]
-        except KeyError:
-            known = ", ".join(sorted(self.nats)) or "none (no --connections file or no 'nats' section)"
-            raise InvalidTrigger(
-                f"key 'natsConnection': invalid value {name!r}: no such NATS profile; known profiles: {known}"
-            ) from None
+        return _profile(self.nats, name, "natsConnection", "NATS", "nats")
+
+    def prometheus_profile(self, name: str) -> PrometheusProfile:
+        return _profile(self.prometheus, name, "prometheusConnection", "Prometheus", "prometheus")
+
+
+P = TypeVar("P")
+
+
+def _profile(profiles: dict[str, P], name: str, key: str, what: str, section: str) -> P:
+    try:
+        return profiles[name]
+    except KeyError:
+        known = ", ".join(sorted(profiles)) or f"none (no --connections file or no '{section}' section)"
+        raise InvalidTrigger(
+            f"key {key!r}: invalid value {name!r}: no such {what} profile; known profiles: {known}"
+        ) from None
 
 
 def _without_inputs(exc: Exception) -> str:

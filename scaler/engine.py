@@ -13,17 +13,23 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from scaler.connections import Connections, NatsProfile
+from kubernetes.client import ApiClient
+
+from scaler import signals
+from scaler.connections import Connections, NatsProfile, PrometheusProfile
 from scaler.errors import ScalerError
+from scaler.kube import RoleSource, check_bound, load_api_client
 from scaler.metrics import Metrics
 from scaler.observations import Decision
-from scaler.policy import decide_prefill
+from scaler.policy import decide_decode, decide_prefill
 from scaler.sources.base import Clock, Source, SourcePool
 from scaler.sources.jsz import JszSource
 from scaler.sources.nats import JetStreamLagSource, NatsConnections
-from scaler.triggers import PrefillTrigger, TriggerSpec, parse
+from scaler.sources.prometheus import PrometheusSource
+from scaler.triggers import DecodeTrigger, PrefillTrigger, TriggerSpec, parse
 
 log = logging.getLogger("pd_scaler.engine")
 
@@ -60,6 +66,8 @@ class Engine:
         refresh_interval: float = 1.0,
         idle_timeout: float = 300.0,
         first_sample_wait: float = 2.0,
+        kubeconfig: Path | None = None,
+        kube_refresh_interval: float = 5.0,
         clock: Clock = time.monotonic,
     ) -> None:
         self.connections = connections
@@ -69,6 +77,10 @@ class Engine:
         self.clock = clock
         self.pool = SourcePool(metrics, idle_timeout, clock)
         self.nats = NatsConnections(metrics)
+        self.kubeconfig = kubeconfig
+        self.kube_refresh_interval = kube_refresh_interval
+        self._kube: ApiClient | None = None
+        self._per_pod: dict[tuple[str, str, str], tuple[object, dict[signals.PodKey, float]]] = {}
         self.closing = False
         self._active: dict[tuple[str, str], bool] = {}
         self._seen: dict[tuple[str, str, str], float] = {}
@@ -110,7 +122,9 @@ class Engine:
 
     def evaluator(self, ref: Ref) -> Evaluator:
         spec = _parse_cached(frozenset(ref.metadata.items()))
-        return self._prefill(spec)
+        if isinstance(spec, PrefillTrigger):
+            return self._prefill(spec)
+        return self._decode(ref, spec)
 
     def _prefill(self, spec: PrefillTrigger) -> Evaluator:
         source: JszSource | JetStreamLagSource
@@ -147,6 +161,51 @@ class Engine:
             lambda: decide_prefill(spec, lag_source.lag(spec.stream, spec.consumer, spec.max_staleness)),
         )
 
+    def _decode(self, ref: Ref, spec: DecodeTrigger) -> Evaluator:
+        if spec.prometheus_connection is not None:
+            label, profile = spec.prometheus_connection, self.connections.prometheus_profile(spec.prometheus_connection)
+        else:
+            assert spec.prometheus_address is not None  # the schema requires exactly one source
+            label, profile = spec.prometheus_address, PrometheusProfile.model_validate({"url": spec.prometheus_address})
+        query = signals.query(spec.metric, spec.kv_engine)
+        prom = self.pool.get(
+            ("prometheus", label, query),
+            lambda: PrometheusSource(label, profile, query, self.refresh_interval, self.metrics, self.clock),
+        )
+        api = self._kube_client()
+        role = self.pool.get(
+            ("kubernetes", ref.namespace, ref.name, spec.pod_selector),
+            lambda: RoleSource(
+                api, ref.namespace, ref.name, self.kube_refresh_interval, self.metrics, self.clock,
+                pod_selector=spec.pod_selector,
+            ),
+        )  # fmt: skip
+        # The role's pods change slowly; they are re-listed every kube interval, so allow a few of those.
+        role_max_age = max(spec.max_staleness, 3 * self.kube_refresh_interval)
+
+        def decide() -> Decision:
+            pods = check_bound(role.read(role_max_age))
+            values = self._values_per_pod(prom.read(spec.max_staleness), spec.metric, spec.kv_engine)
+            in_namespace = {pod: v for (ns, pod), v in values.items() if ns == pods.namespace}
+            return decide_decode(spec, pods.pods, in_namespace)
+
+        return Evaluator(spec, (role, prom), decide)
+
+    def _values_per_pod(
+        self, series: tuple[signals.Series, ...], metric: str, engine: str
+    ) -> dict[signals.PodKey, float]:
+        """signals.per_pod, computed once per sample of a query rather than once per call."""
+        key = (metric, engine, signals.query(metric, engine))
+        cached = self._per_pod.get(key)
+        if cached is None or cached[0] is not series:
+            cached = self._per_pod[key] = (series, signals.per_pod(metric, engine, series))
+        return cached[1]
+
+    def _kube_client(self) -> ApiClient:
+        if self._kube is None:
+            self._kube = load_api_client(self.kubeconfig)
+        return self._kube
+
     def _decide(self, ref: Ref, ev: Evaluator) -> Decision:
         labels = (ref.namespace, ref.name, ev.spec.role)
         self._seen[labels] = self.clock()
@@ -158,6 +217,7 @@ class Engine:
         self.metrics.so_value.labels(*labels).set(decision.value)
         self.metrics.so_target.labels(*labels).set(decision.target)
         self.metrics.so_active.labels(*labels).set(1.0 if decision.active else 0.0)
+        self.metrics.so_unmeasured.labels(*labels).set(decision.unmeasured)
         key = (ref.namespace, ref.name)
         if self._active.get(key) != decision.active:
             self._active[key] = decision.active
@@ -197,6 +257,8 @@ class Engine:
     async def close(self) -> None:
         self.closing = True
         await self.pool.close()  # stopping a source wakes the streams watching it
+        if self._kube is not None:
+            self._kube.close()  # type: ignore[no-untyped-call]
 
 
 async def _next_update(sources: tuple[Source[Any], ...]) -> None:

@@ -72,6 +72,12 @@ class Metrics:
         )
         self.so_target = Gauge("pd_scaler_scaledobject_metric_target", "Per-replica target.", labels, registry=r)
         self.so_active = Gauge("pd_scaler_scaledobject_active", "1 while the role is active.", labels, registry=r)
+        self.so_unmeasured = Gauge(
+            "pd_scaler_scaledobject_pods_without_series",
+            "Pods of the role with no series of the decode signal.",
+            labels,
+            registry=r,
+        )
         self.source_errors = Counter(
             "pd_scaler_source_refresh_errors", "Failed refreshes of a source.", ["kind", "source"], registry=r
         )
@@ -91,6 +97,6 @@ class Metrics:
         self._sources.pools.append(pool)
 
     def forget_scaledobject(self, namespace: str, name: str, role: str) -> None:
-        for gauge in (self.so_value, self.so_target, self.so_active):
+        for gauge in (self.so_value, self.so_target, self.so_active, self.so_unmeasured):
             with contextlib.suppress(KeyError):  # never answered with a value
                 gauge.remove(namespace, name, role)

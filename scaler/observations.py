@@ -26,3 +26,4 @@ class Decision:
     target: float
     active: bool
     reason: str
+    unmeasured: int = 0  # pods of the role without a series (decode)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from aiohttp import web
@@ -36,6 +37,8 @@ class Settings:
     source_idle_timeout: float = 300.0
     connections: Connections = field(default_factory=Connections)
     shutdown_grace: float = 5.0
+    kubeconfig: Path | None = None
+    kube_refresh_interval: float = 5.0
 
 
 class Server:
@@ -47,6 +50,8 @@ class Server:
             self.metrics,
             refresh_interval=settings.refresh_interval,
             idle_timeout=settings.source_idle_timeout,
+            kubeconfig=settings.kubeconfig,
+            kube_refresh_interval=settings.kube_refresh_interval,
         )
         self.health = health_aio.HealthServicer()
         self.grpc = grpc.aio.server()

@@ -21,7 +21,9 @@ from scaler.errors import InvalidTrigger
 # Keys KEDA itself reads from the trigger's metadata and forwards to us unchanged.
 KEDA_KEYS = frozenset({"scalerAddress", "enableTLS", "unsafeSsl"})
 FROM_ENV = "FromEnv"
-ROLES = ("prefill",)
+ROLES = ("prefill", "decode")
+METRICS = ("gpu-memory", "gpu-util", "kv-cache")
+ENGINES = ("vllm", "sglang", "dynamo")
 
 _NATS_SCHEMES = ("nats", "tls")
 _CREDENTIALS_HINT = (
@@ -180,8 +182,84 @@ class PrefillTrigger(TriggerBase):
         return f"{scheme}://{self.nats_server_monitoring_endpoint}"
 
 
-TriggerSpec = PrefillTrigger
-_MODELS: dict[str, type[TriggerBase]] = {"prefill": PrefillTrigger}
+def _http_url(value: Any) -> Any:
+    if isinstance(value, str):
+        parts = urlsplit(value)
+        if parts.username or parts.password or "@" in parts.netloc:
+            raise PydanticCustomError("credentials", _CREDENTIALS_HINT + " with prometheusConnection")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise PydanticCustomError("url", "expected an http:// or https:// URL of the Prometheus server")
+    return value
+
+
+class DecodeTrigger(TriggerBase):
+    """Decode: GPU memory / utilisation from DCGM, or the engine's KV-cache fill, summed over the role's pods."""
+
+    role: Literal["decode"] = Field(description="`decode`: scale on GPU memory, GPU utilisation or KV-cache fill.")
+    metric: Literal["gpu-memory", "gpu-util", "kv-cache"] = Field(
+        "gpu-memory",
+        description="`gpu-memory` (DCGM framebuffer used), `gpu-util` (DCGM utilisation) or `kv-cache` (engine).",
+    )
+    threshold: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = Field(
+        0.8, description="Target per decode pod, as a fraction in (0, 1]; the value reported is the sum over pods."
+    )
+    activation_threshold: NonNegativeFloat = Field(
+        0.0, alias="activationThreshold", description="The role is active while the sum is above this."
+    )
+    engine: Literal["vllm", "sglang", "dynamo"] | None = Field(
+        None, description="With `kv-cache`: whose metric to read, `vllm` (default), `sglang` or `dynamo`."
+    )
+    prometheus_address: Annotated[str | None, BeforeValidator(_http_url)] = Field(
+        None, alias="prometheusAddress", description="Prometheus URL, e.g. `http://prometheus.monitoring:9090`."
+    )
+    prometheus_connection: Name | None = Field(
+        None,
+        alias="prometheusConnection",
+        description="Name of a Prometheus profile in the `--connections` file (URL, token, basic auth, CA).",
+    )
+    pod_selector: Annotated[str, Field(min_length=1, max_length=1024)] | None = Field(
+        None,
+        alias="podSelector",
+        description="Label selector of the role's pods, instead of discovery through the RBG scaling adapter.",
+    )
+
+    kind: ClassVar[str] = "decode"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DecodeTrigger:
+        given = [
+            k
+            for k, v in (
+                ("prometheusAddress", self.prometheus_address),
+                ("prometheusConnection", self.prometheus_connection),
+            )
+            if v is not None
+        ]
+        if len(given) != 1:
+            raise PydanticCustomError(
+                "source",
+                "exactly one of prometheusAddress, prometheusConnection is required; got {got}",
+                {"got": ", ".join(given) or "none"},
+            )
+        if self.engine is not None and self.metric != "kv-cache":
+            raise PydanticCustomError("engine", "engine only applies with metric: kv-cache")
+        return self
+
+    @property
+    def kv_engine(self) -> str:
+        return self.engine or "vllm"
+
+    @property
+    def metric_name(self) -> str:
+        return metric_name("decode", self.metric)
+
+    @property
+    def target(self) -> float:
+        return self.threshold
+
+
+TriggerSpec = PrefillTrigger | DecodeTrigger
+_MODELS: dict[str, type[TriggerBase]] = {"prefill": PrefillTrigger, "decode": DecodeTrigger}
 
 
 def metric_name(*parts: str) -> str:

@@ -88,7 +88,8 @@ async def test_serves_health_reflection_and_probes_on_the_ports_from_env_vars(pr
     assert process.http("/nothing-else")[0] == 404
 
 
-async def test_sigterm_ends_open_streams_and_exits_zero(process: Process, nats_server: NatsServer):
+async def test_sigterm_ends_open_streams_and_exits_zero(process: Process, nats_server: NatsServer, js: object):
+    # `js`: an empty prefill queue, so the role is inactive and the stream has nothing to say.
     async with grpc.aio.insecure_channel(f"127.0.0.1:{process.grpc_port}") as channel:
         stub = pb_grpc.ExternalScalerStub(channel)
         ref = pb.ScaledObjectRef(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from scaler.errors import InvalidTrigger
-from scaler.triggers import PrefillTrigger, parse
+from scaler.triggers import DecodeTrigger, PrefillTrigger, parse
 
 NATS = {"role": "prefill", "natsServer": "nats://nats.default.svc:4222"}
+PROM = {"role": "decode", "prometheusAddress": "http://prometheus.monitoring:9090"}
 
 
 def test_defaults_follow_dynamo_and_the_ack_guide() -> None:
@@ -30,6 +31,13 @@ def test_keda_keys_are_ignored_and_from_env_keys_count_for_their_base_key() -> N
     assert spec.nats_server == ("nats://a:4222", "tls://b:4222")
 
 
+def test_decode_defaults_follow_the_ack_guide() -> None:
+    spec = parse(PROM)
+    assert isinstance(spec, DecodeTrigger)
+    assert (spec.metric, spec.threshold, spec.activation_threshold, spec.kv_engine) == ("gpu-memory", 0.8, 0.0, "vllm")
+    assert (spec.metric_name, spec.target) == ("decode-gpu-memory", 0.8)
+
+
 def test_keda_nats_jetstream_metadata_works_unchanged() -> None:
     spec = parse(
         {
@@ -50,8 +58,8 @@ def test_keda_nats_jetstream_metadata_works_unchanged() -> None:
 @pytest.mark.parametrize(
     ("metadata", "message"),
     [
-        ({"natsServer": "nats://h:4222"}, "key 'role' is required; accepted values: prefill"),
-        ({**NATS, "role": "router"}, "key 'role': invalid value 'router'; accepted values: prefill"),
+        ({"natsServer": "nats://h:4222"}, "key 'role' is required; accepted values: prefill, decode"),
+        ({**NATS, "role": "router"}, "key 'role': invalid value 'router'; accepted values: prefill, decode"),
         (
             {**NATS, "lagTreshold": "3"},
             "unknown key 'lagTreshold' (did you mean 'lagThreshold'?); prefill triggers accept: account, "
@@ -115,6 +123,42 @@ def test_keda_nats_jetstream_metadata_works_unchanged() -> None:
         (
             {"role": "prefill", "natsServerMonitoringEndpoint": "nats:8222", "useHttps": "maybe"},
             "key 'useHttps': invalid value 'maybe': Input should be a valid boolean, unable to interpret input",
+        ),
+        (
+            {**PROM, "metric": "kv"},
+            "key 'metric': invalid value 'kv': Input should be 'gpu-memory', 'gpu-util' or 'kv-cache'",
+        ),
+        ({**PROM, "threshold": "80"}, "key 'threshold': invalid value '80': Input should be less than or equal to 1"),
+        ({**PROM, "threshold": "0"}, "key 'threshold': invalid value '0': Input should be greater than 0"),
+        (
+            {**PROM, "metric": "kv-cache", "engine": "trtllm"},
+            "key 'engine': invalid value 'trtllm': Input should be 'vllm', 'sglang' or 'dynamo'",
+        ),
+        ({**PROM, "engine": "sglang"}, "engine only applies with metric: kv-cache"),
+        (
+            {**PROM, "activationThreshold": "-0.1"},
+            "key 'activationThreshold': invalid value '-0.1': Input should be greater than or equal to 0",
+        ),
+        (
+            {**PROM, "prometheusAddress": "prometheus:9090"},
+            "key 'prometheusAddress': invalid value 'prometheus:9090': "
+            "expected an http:// or https:// URL of the Prometheus server",
+        ),
+        (
+            {**PROM, "prometheusAddress": "https://admin:hunter2@prometheus:9090"},
+            "key 'prometheusAddress': invalid value 'https://admin:hunter2@prometheus:9090': credentials are not "
+            "accepted in trigger metadata (KEDA does not protect it); put them in a connection profile of the "
+            "--connections file and name it with prometheusConnection",
+        ),
+        (
+            {"role": "decode"},
+            "exactly one of prometheusAddress, prometheusConnection is required; got none",
+        ),
+        (
+            {**PROM, "lagThreshold": "5"},
+            "unknown key 'lagThreshold' (did you mean 'threshold'?); decode triggers accept: "
+            "activationThreshold, engine, maxStaleness, metric, podSelector, prometheusAddress, "
+            "prometheusConnection, role, threshold",
         ),
         (
             {**NATS, "lagThreshold": "5", "lagThresholdFromEnv": "6"},
