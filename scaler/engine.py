@@ -13,22 +13,15 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-from kubernetes.client import ApiClient
+from typing import Any, Protocol
 
 from scaler import signals
-from scaler.connections import Connections, NatsProfile, PrometheusProfile
 from scaler.errors import ScalerError
-from scaler.kube import RoleSource, check_bound, load_api_client
+from scaler.kube import RolePods, check_bound
 from scaler.metrics import Metrics
 from scaler.observations import Decision
 from scaler.policy import decide_decode, decide_prefill
-from scaler.sources.base import Clock, Source, SourcePool
-from scaler.sources.jsz import JszSource
-from scaler.sources.nats import JetStreamLagSource, NatsConnections
-from scaler.sources.prometheus import PrometheusSource
+from scaler.sources.base import Clock, LagSource, Source, SourcePool
 from scaler.triggers import DecodeTrigger, PrefillTrigger, TriggerSpec, parse
 
 log = logging.getLogger("pd_scaler.engine")
@@ -41,6 +34,21 @@ class Ref:
     namespace: str
     name: str
     metadata: Mapping[str, str]
+
+
+class SourceProvider(Protocol):
+    """Where the engine's sources come from: `scaler.sources.live` in production, simulated ones in
+    `scaler.simulate`. Sources for the same thing must be shared (kept in `pool`)."""
+
+    pool: SourcePool
+
+    def lag_source(self, spec: PrefillTrigger) -> LagSource[Any]: ...
+
+    def prometheus_source(self, spec: DecodeTrigger, query: str) -> Source[tuple[signals.Series, ...]]: ...
+
+    def role_source(self, namespace: str, scaledobject: str, spec: DecodeTrigger) -> Source[RolePods]: ...
+
+    async def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -60,26 +68,12 @@ def _parse_cached(items: frozenset[tuple[str, str]]) -> TriggerSpec:
 
 class Engine:
     def __init__(
-        self,
-        connections: Connections,
-        metrics: Metrics,
-        refresh_interval: float = 1.0,
-        idle_timeout: float = 300.0,
-        first_sample_wait: float = 2.0,
-        kubeconfig: Path | None = None,
-        kube_refresh_interval: float = 5.0,
-        clock: Clock = time.monotonic,
+        self, sources: SourceProvider, metrics: Metrics, first_sample_wait: float = 2.0, clock: Clock = time.monotonic
     ) -> None:
-        self.connections = connections
+        self.sources = sources
         self.metrics = metrics
-        self.refresh_interval = refresh_interval
         self.first_sample_wait = first_sample_wait
         self.clock = clock
-        self.pool = SourcePool(metrics, idle_timeout, clock)
-        self.nats = NatsConnections(metrics)
-        self.kubeconfig = kubeconfig
-        self.kube_refresh_interval = kube_refresh_interval
-        self._kube: ApiClient | None = None
         self._per_pod: dict[tuple[str, str, str], tuple[object, dict[signals.PodKey, float]]] = {}
         self.closing = False
         self._active: dict[tuple[str, str], bool] = {}
@@ -127,61 +121,19 @@ class Engine:
         return self._decode(ref, spec)
 
     def _prefill(self, spec: PrefillTrigger) -> Evaluator:
-        source: JszSource | JetStreamLagSource
-        if spec.nats_server_monitoring_endpoint is not None:
-            url, account = spec.jsz_url, spec.account or "$G"
-            source = self.pool.get(
-                ("jsz", url, account),
-                lambda: JszSource(url, account, self.refresh_interval, self.metrics, self.clock),
-            )
-        else:
-            if spec.nats_connection is not None:
-                label, profile = spec.nats_connection, self.connections.nats_profile(spec.nats_connection)
-                conn_key: object = ("profile", label)
-            else:
-                assert spec.nats_server is not None  # the schema requires exactly one source
-                label, profile = ",".join(spec.nats_server), NatsProfile.model_validate({"servers": spec.nats_server})
-                conn_key = ("servers", spec.nats_server)
-            source = self.pool.get(
-                ("nats", conn_key, spec.stream, spec.consumer),
-                lambda: JetStreamLagSource(
-                    self.nats.acquire(conn_key, label, profile),
-                    self.nats,
-                    spec.stream,
-                    spec.consumer,
-                    self.refresh_interval,
-                    self.metrics,
-                    self.clock,
-                ),
-            )
-        lag_source = source
+        source = self.sources.lag_source(spec)
         return Evaluator(
             spec,
-            (lag_source,),
-            lambda: decide_prefill(spec, lag_source.lag(spec.stream, spec.consumer, spec.max_staleness)),
+            (source,),
+            lambda: decide_prefill(spec, source.lag(spec.stream, spec.consumer, spec.max_staleness)),
         )
 
     def _decode(self, ref: Ref, spec: DecodeTrigger) -> Evaluator:
-        if spec.prometheus_connection is not None:
-            label, profile = spec.prometheus_connection, self.connections.prometheus_profile(spec.prometheus_connection)
-        else:
-            assert spec.prometheus_address is not None  # the schema requires exactly one source
-            label, profile = spec.prometheus_address, PrometheusProfile.model_validate({"url": spec.prometheus_address})
         query = signals.query(spec.metric, spec.kv_engine)
-        prom = self.pool.get(
-            ("prometheus", label, query),
-            lambda: PrometheusSource(label, profile, query, self.refresh_interval, self.metrics, self.clock),
-        )
-        api = self._kube_client()
-        role = self.pool.get(
-            ("kubernetes", ref.namespace, ref.name, spec.pod_selector),
-            lambda: RoleSource(
-                api, ref.namespace, ref.name, self.kube_refresh_interval, self.metrics, self.clock,
-                pod_selector=spec.pod_selector,
-            ),
-        )  # fmt: skip
-        # The role's pods change slowly; they are re-listed every kube interval, so allow a few of those.
-        role_max_age = max(spec.max_staleness, 3 * self.kube_refresh_interval)
+        prom = self.sources.prometheus_source(spec, query)
+        role = self.sources.role_source(ref.namespace, ref.name, spec)
+        # The role's pods change slowly; they are re-listed every role interval, so allow a few of those.
+        role_max_age = max(spec.max_staleness, 3 * role.interval)
 
         def decide() -> Decision:
             pods = check_bound(role.read(role_max_age))
@@ -200,11 +152,6 @@ class Engine:
         if cached is None or cached[0] is not series:
             cached = self._per_pod[key] = (series, signals.per_pod(metric, engine, series))
         return cached[1]
-
-    def _kube_client(self) -> ApiClient:
-        if self._kube is None:
-            self._kube = load_api_client(self.kubeconfig)
-        return self._kube
 
     def _decide(self, ref: Ref, ev: Evaluator) -> Decision:
         labels = (ref.namespace, ref.name, ev.spec.role)
@@ -243,11 +190,12 @@ class Engine:
 
     async def run(self) -> None:
         """Background housekeeping: stop idle sources, forget ScaledObjects nobody asks about."""
-        period = min(30.0, self.pool.idle_timeout / 4)
+        pool = self.sources.pool
+        period = min(30.0, pool.idle_timeout / 4)
         while True:
             await asyncio.sleep(period)
-            await self.pool.reap()
-            horizon = self.clock() - self.pool.idle_timeout
+            await pool.reap()
+            horizon = self.clock() - pool.idle_timeout
             for labels, seen in list(self._seen.items()):
                 if seen < horizon:
                     del self._seen[labels]
@@ -256,9 +204,7 @@ class Engine:
 
     async def close(self) -> None:
         self.closing = True
-        await self.pool.close()  # stopping a source wakes the streams watching it
-        if self._kube is not None:
-            self._kube.close()  # type: ignore[no-untyped-call]
+        await self.sources.close()  # stopping a source wakes the streams watching it
 
 
 async def _next_update(sources: tuple[Source[Any], ...]) -> None:

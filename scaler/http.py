@@ -25,7 +25,7 @@ def app(engine: Engine, metrics: Metrics, ready: Callable[[], bool]) -> web.Appl
     async def status(_: web.Request) -> web.Response:
         sources: list[dict[str, Any]] = [
             {"kind": s.kind, "name": s.name, "up": s.up, "sample_age_s": s.age(), "watching_streams": s.users}
-            for s in engine.pool
+            for s in engine.sources.pool
         ]
         return web.json_response({"sources": sources, "scaledobjects": engine.activity()})
 

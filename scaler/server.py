@@ -22,6 +22,7 @@ from scaler.metrics import Metrics
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.service import ExternalScaler
+from scaler.sources.live import LiveSources
 
 log = logging.getLogger("pd_scaler.server")
 
@@ -45,7 +46,7 @@ class Server:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.engine = Engine(
+        sources = LiveSources(
             settings.connections,
             self.metrics,
             refresh_interval=settings.refresh_interval,
@@ -53,6 +54,7 @@ class Server:
             kubeconfig=settings.kubeconfig,
             kube_refresh_interval=settings.kube_refresh_interval,
         )
+        self.engine = Engine(sources, self.metrics)
         self.health = health_aio.HealthServicer()
         self.grpc = grpc.aio.server()
         self.grpc_port = 0

@@ -195,10 +195,10 @@ async def test_idle_sources_stop(make_scaler: Callable[..., Awaitable[Server]], 
     async with grpc.aio.insecure_channel(f"127.0.0.1:{scaler.grpc_port}") as channel:
         stub = pb_grpc.ExternalScalerStub(channel)
         await lag_becomes(stub, prefill_ref(nats_server), 0.0)
-        assert len(scaler.engine.pool) == 1
+        assert len(scaler.engine.sources.pool) == 1
 
         async def stopped() -> None:
-            assert len(scaler.engine.pool) == 0
+            assert len(scaler.engine.sources.pool) == 0
 
         await eventually(stopped)
 

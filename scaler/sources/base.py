@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from scaler.errors import NotFound, ScalerError, SourceUnavailable
 from scaler.metrics import Metrics
+from scaler.observations import ConsumerLag
 
 T = TypeVar("T")
 S = TypeVar("S", bound="Source[Any]")
@@ -81,7 +82,7 @@ class Source(abc.ABC, Generic[T]):
     async def _run(self) -> None:
         while not self._stopped:
             started = self.clock()
-            await self._refresh_once()
+            await self.refresh()
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval - (self.clock() - started))
@@ -91,7 +92,8 @@ class Source(abc.ABC, Generic[T]):
     def up(self) -> bool:
         return bool(self._up)
 
-    async def _refresh_once(self) -> None:
+    async def refresh(self) -> None:
+        """One fetch now; the background loop calls this, and so can a driver of simulated time."""
         self.metrics.source_refreshes.labels(self.kind, self.name).inc()
         try:
             sample = await self.fetch()
@@ -156,13 +158,26 @@ class Source(abc.ABC, Generic[T]):
             self.last_used = self.clock()
 
 
-class SourcePool:
-    """One running source per key; idle sources are stopped by `reap`."""
+class LagSource(Source[T]):
+    """A source that knows a JetStream consumer's lag."""
 
-    def __init__(self, metrics: Metrics, idle_timeout: float, clock: Clock = time.monotonic) -> None:
+    @abc.abstractmethod
+    def lag(self, stream: str, consumer: str, max_age: float) -> ConsumerLag:
+        """The lag in the latest sample (at most `max_age` old), or the error the user should see."""
+
+
+class SourcePool:
+    """One running source per key; idle sources are stopped by `reap`.
+
+    `background=False` starts no loops: the owner calls `Source.refresh()` itself (simulated time)."""
+
+    def __init__(
+        self, metrics: Metrics, idle_timeout: float, clock: Clock = time.monotonic, background: bool = True
+    ) -> None:
         self.metrics = metrics
         self.idle_timeout = idle_timeout
         self.clock = clock
+        self.background = background
         self._sources: dict[Hashable, Source[Any]] = {}
         metrics.watch_sources(self)
 
@@ -170,7 +185,8 @@ class SourcePool:
         source = self._sources.get(key)
         if source is None:
             source = factory()
-            source.start()
+            if self.background:
+                source.start()
             self._sources[key] = source
             log.info("source started", extra={"fields": {"source": source.name}})
         return source  # type: ignore[return-value]

@@ -15,14 +15,14 @@ import aiohttp
 from scaler.errors import NotFound, SourceUnavailable
 from scaler.metrics import Metrics
 from scaler.observations import ConsumerLag
-from scaler.sources.base import Clock, Source
+from scaler.sources.base import Clock, LagSource
 
 REQUEST_TIMEOUT = 2.0
 
 Lags = dict[str, dict[str, ConsumerLag]]  # stream → consumer → lag
 
 
-class JszSource(Source[Lags]):
+class JszSource(LagSource[Lags]):
     kind = "nats-jsz"
 
     def __init__(

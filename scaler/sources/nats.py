@@ -22,7 +22,7 @@ from scaler.connections import NatsProfile
 from scaler.errors import NotFound, SourceUnavailable
 from scaler.metrics import Metrics
 from scaler.observations import ConsumerLag
-from scaler.sources.base import Clock, Source
+from scaler.sources.base import Clock, LagSource
 
 log = logging.getLogger("pd_scaler.sources")
 
@@ -128,7 +128,7 @@ class NatsConnections:
             await conn.close()
 
 
-class JetStreamLagSource(Source[ConsumerLag]):
+class JetStreamLagSource(LagSource[ConsumerLag]):
     """Consumer info for one (connection, stream, consumer), refreshed every interval and on every arrival."""
 
     kind = "nats"

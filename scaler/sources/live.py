@@ -1,0 +1,96 @@
+"""The production source provider: NATS (JetStream API or /jsz), Prometheus, and the Kubernetes API."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from kubernetes.client import ApiClient
+
+from scaler.connections import Connections, NatsProfile, PrometheusProfile
+from scaler.kube import RoleSource, load_api_client
+from scaler.metrics import Metrics
+from scaler.sources.base import Clock, LagSource, SourcePool
+from scaler.sources.jsz import JszSource
+from scaler.sources.nats import JetStreamLagSource, NatsConnections
+from scaler.sources.prometheus import PrometheusSource
+from scaler.triggers import DecodeTrigger, PrefillTrigger
+
+
+class LiveSources:
+    def __init__(
+        self,
+        connections: Connections,
+        metrics: Metrics,
+        refresh_interval: float = 1.0,
+        idle_timeout: float = 300.0,
+        kubeconfig: Path | None = None,
+        kube_refresh_interval: float = 5.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.connections = connections
+        self.metrics = metrics
+        self.refresh_interval = refresh_interval
+        self.kubeconfig = kubeconfig
+        self.kube_refresh_interval = kube_refresh_interval
+        self.clock = clock
+        self.pool = SourcePool(metrics, idle_timeout, clock)
+        self.nats = NatsConnections(metrics)
+        self._kube: ApiClient | None = None
+
+    def lag_source(self, spec: PrefillTrigger) -> LagSource[Any]:
+        if spec.nats_server_monitoring_endpoint is not None:
+            url, account = spec.jsz_url, spec.account or "$G"
+            return self.pool.get(
+                ("jsz", url, account),
+                lambda: JszSource(url, account, self.refresh_interval, self.metrics, self.clock),
+            )
+        if spec.nats_connection is not None:
+            label, profile = spec.nats_connection, self.connections.nats_profile(spec.nats_connection)
+            conn_key: object = ("profile", label)
+        else:
+            assert spec.nats_server is not None  # the schema requires exactly one source
+            label, profile = ",".join(spec.nats_server), NatsProfile.model_validate({"servers": spec.nats_server})
+            conn_key = ("servers", spec.nats_server)
+        return self.pool.get(
+            ("nats", conn_key, spec.stream, spec.consumer),
+            lambda: JetStreamLagSource(
+                self.nats.acquire(conn_key, label, profile),
+                self.nats,
+                spec.stream,
+                spec.consumer,
+                self.refresh_interval,
+                self.metrics,
+                self.clock,
+            ),
+        )
+
+    def prometheus_source(self, spec: DecodeTrigger, query: str) -> PrometheusSource:
+        if spec.prometheus_connection is not None:
+            label, profile = spec.prometheus_connection, self.connections.prometheus_profile(spec.prometheus_connection)
+        else:
+            assert spec.prometheus_address is not None  # the schema requires exactly one source
+            label, profile = spec.prometheus_address, PrometheusProfile.model_validate({"url": spec.prometheus_address})
+        return self.pool.get(
+            ("prometheus", label, query),
+            lambda: PrometheusSource(label, profile, query, self.refresh_interval, self.metrics, self.clock),
+        )
+
+    def role_source(self, namespace: str, scaledobject: str, spec: DecodeTrigger) -> RoleSource:
+        if self._kube is None:
+            self._kube = load_api_client(self.kubeconfig)
+        api = self._kube
+        return self.pool.get(
+            ("kubernetes", namespace, scaledobject, spec.pod_selector),
+            lambda: RoleSource(
+                api, namespace, scaledobject, self.kube_refresh_interval, self.metrics, self.clock,
+                pod_selector=spec.pod_selector,
+            ),
+        )  # fmt: skip
+
+    async def close(self) -> None:
+        await self.pool.close()
+        if self._kube is not None:
+            self._kube.close()  # type: ignore[no-untyped-call]
+            self._kube = None
