@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench proto servers
+.PHONY: run test lint bench fuzz soak proto servers
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,18 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check scaler tests bench
 	$(BIN)/mypy
 
+# Every benchmark prints its figures and a ratio against a baseline measured in the same run.
 bench: $(STAMP) servers
-	$(BIN)/python bench/activation.py
+	@for b in bench/*.py; do case $$b in */__init__.py) continue;; esac; \
+	  echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# Long fuzzing of the gRPC server's metadata handling (the suite runs a shorter pass).
+fuzz: $(STAMP)
+	PD_SCALER_FUZZ_EXAMPLES=50000 $(BIN)/pytest -q -p no:cacheprovider tests/test_fuzz.py
+
+# Ten minutes at 1,000 calls/s; reports resident memory at start and end.
+soak: $(STAMP) servers
+	$(BIN)/python bench/soak.py
 
 # Regenerate the committed stubs from protos/ (tests/test_proto.py fails when they differ).
 proto: $(STAMP)

@@ -79,6 +79,9 @@ def parser() -> argparse.ArgumentParser:
     flags.add("--connections", None, "YAML file of connection profiles (servers and credentials)", type=Path)
     flags.add("--kubeconfig", None, "kubeconfig for decode role discovery (default: the in-cluster config)", type=Path)
     flags.add("--kube-refresh-interval", 5.0, "how often a decode role's pods are re-listed", type=_positive_duration)
+    flags.add("--tls-cert", None, "PEM certificate for gRPC TLS (with --tls-key)", type=Path)
+    flags.add("--tls-key", None, "PEM private key for gRPC TLS", type=Path)
+    flags.add("--tls-client-ca", None, "PEM CA: require client certificates signed by it (mutual TLS)", type=Path)
     flags.add("--shutdown-grace", 5.0, "on SIGTERM, how long in-flight calls may take", type=_duration)
     flags.add("--log-format", "text", "log line format", choices=("text", "json"))
     flags.add("--log-level", "info", "log level", choices=("debug", "info", "warning", "error"))
@@ -103,7 +106,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutdown_grace=args.shutdown_grace,
         kubeconfig=args.kubeconfig,
         kube_refresh_interval=args.kube_refresh_interval,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
     )
+    try:
+        settings.grpc_credentials()  # refuse a half-configured or unreadable TLS set-up before serving
+    except (ValueError, OSError) as exc:
+        print(f"pd-scaler: {exc}", file=sys.stderr)
+        return 2
     return asyncio.run(serve(settings))
 
 

@@ -40,6 +40,24 @@ class Settings:
     shutdown_grace: float = 5.0
     kubeconfig: Path | None = None
     kube_refresh_interval: float = 5.0
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # set: mutual TLS, clients need a certificate signed by this CA
+
+    def grpc_credentials(self) -> grpc.ServerCredentials | None:
+        """TLS for the gRPC port (KEDA: enableTLS with a TriggerAuthentication), or None for plaintext."""
+        if self.tls_cert is None and self.tls_key is None:
+            if self.tls_client_ca is not None:
+                raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+            return None
+        if self.tls_cert is None or self.tls_key is None:
+            raise ValueError("--tls-cert and --tls-key go together")
+        ca = self.tls_client_ca.read_bytes() if self.tls_client_ca else None
+        return grpc.ssl_server_credentials(
+            [(self.tls_key.read_bytes(), self.tls_cert.read_bytes())],
+            root_certificates=ca,
+            require_client_auth=ca is not None,
+        )
 
 
 class Server:
@@ -68,7 +86,12 @@ class Server:
         pb_grpc.add_ExternalScalerServicer_to_server(ExternalScaler(self.engine, self.metrics), self.grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc)
-        self.grpc_port = self.grpc.add_insecure_port(f"{s.bind_address}:{s.grpc_port}")
+        address = f"{s.bind_address}:{s.grpc_port}"
+        credentials = s.grpc_credentials()
+        if credentials is None:
+            self.grpc_port = self.grpc.add_insecure_port(address)
+        else:
+            self.grpc_port = self.grpc.add_secure_port(address, credentials)
         await self.grpc.start()
         for service in ("", SERVICE):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -80,7 +103,8 @@ class Server:
         self.http_port = self._http.addresses[0][1]
         self._housekeeping = asyncio.create_task(self.engine.run(), name="housekeeping")
         self._ready = True
-        log.info("serving", extra={"fields": {"grpc_port": self.grpc_port, "http_port": self.http_port}})
+        tls = "mutual" if s.tls_client_ca else "server" if s.tls_cert else "off"
+        log.info("serving", extra={"fields": {"grpc_port": self.grpc_port, "http_port": self.http_port, "tls": tls}})
 
     async def stop(self) -> None:
         """Stop taking calls, end streams, let in-flight calls finish (bounded), release sources."""
