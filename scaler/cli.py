@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from scaler import logs
+from scaler import check, logs
 from scaler.connections import Connections
 from scaler.durations import parse_duration
 from scaler.server import Settings, serve
@@ -85,11 +85,14 @@ def parser() -> argparse.ArgumentParser:
     flags.add("--shutdown-grace", 5.0, "on SIGTERM, how long in-flight calls may take", type=_duration)
     flags.add("--log-format", "text", "log line format", choices=("text", "json"))
     flags.add("--log-level", "info", "log level", choices=("debug", "info", "warning", "error"))
+    check.add_parser(commands)
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "check":
+        return check.run(args)
     logs.configure(args.log_format, args.log_level)
     try:
         connections = Connections.load(args.connections)
