@@ -156,15 +156,16 @@ class Engine:
     def _decide(self, ref: Ref, ev: Evaluator) -> Decision:
         labels = (ref.namespace, ref.name, ev.spec.role)
         self._seen[labels] = self.clock()
+        gauges = self.metrics.scaledobject(*labels)
         try:
             decision = ev.decide()
         except ScalerError:
-            self.metrics.so_value.labels(*labels).set(float("nan"))
+            gauges.value.set(float("nan"))
             raise
-        self.metrics.so_value.labels(*labels).set(decision.value)
-        self.metrics.so_target.labels(*labels).set(decision.target)
-        self.metrics.so_active.labels(*labels).set(1.0 if decision.active else 0.0)
-        self.metrics.so_unmeasured.labels(*labels).set(decision.unmeasured)
+        gauges.value.set(decision.value)
+        gauges.target.set(decision.target)
+        gauges.active.set(1.0 if decision.active else 0.0)
+        gauges.unmeasured.set(decision.unmeasured)
         key = (ref.namespace, ref.name)
         if self._active.get(key) != decision.active:
             self._active[key] = decision.active

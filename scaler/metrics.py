@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -44,6 +45,16 @@ class _SourceCollector(Collector):
         for kind, n in sorted(per_kind.items()):
             count.add_metric([kind], n)
         yield from (age, up, count)
+
+
+@dataclass(frozen=True)
+class ScaledObjectGauges:
+    """One ScaledObject's gauges, looked up once rather than on every answer."""
+
+    value: Gauge
+    target: Gauge
+    active: Gauge
+    unmeasured: Gauge
 
 
 class Metrics:
@@ -90,13 +101,40 @@ class Metrics:
         self.nats_reconnects = Counter(
             "pd_scaler_nats_reconnects", "Reconnections of a NATS connection.", ["connection"], registry=r
         )
+        self._scaledobjects: dict[tuple[str, str, str], ScaledObjectGauges] = {}
+        self._calls: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self._sources = _SourceCollector()
         r.register(self._sources)
 
     def watch_sources(self, pool: Iterable[Source[Any]]) -> None:
         self._sources.pools.append(pool)
 
+    def observe_call(self, method: str, code: str, seconds: float | None) -> None:
+        """Count one answered call (and time it, unless `seconds` is None: streams)."""
+        children = self._calls.get((method, code))
+        if children is None:
+            children = self._calls[(method, code)] = (
+                self.grpc_requests.labels(method, code),
+                self.grpc_latency.labels(method),
+            )
+        children[0].inc()
+        if seconds is not None:
+            children[1].observe(seconds)
+
+    def scaledobject(self, namespace: str, name: str, role: str) -> ScaledObjectGauges:
+        key = (namespace, name, role)
+        gauges = self._scaledobjects.get(key)
+        if gauges is None:
+            gauges = self._scaledobjects[key] = ScaledObjectGauges(
+                self.so_value.labels(*key),
+                self.so_target.labels(*key),
+                self.so_active.labels(*key),
+                self.so_unmeasured.labels(*key),
+            )
+        return gauges
+
     def forget_scaledobject(self, namespace: str, name: str, role: str) -> None:
+        self._scaledobjects.pop((namespace, name, role), None)
         for gauge in (self.so_value, self.so_target, self.so_active, self.so_unmeasured):
             with contextlib.suppress(KeyError):  # never answered with a value
                 gauge.remove(namespace, name, role)

@@ -60,8 +60,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
             await context.abort(code, message)
             raise  # unreachable: abort raises
         finally:
-            self.metrics.grpc_latency.labels(method).observe(time.perf_counter() - started)
-            self.metrics.grpc_requests.labels(method, code.name).inc()
+            self.metrics.observe_call(method, code.name, time.perf_counter() - started)
 
     async def GetMetricSpec(self, request: pb.ScaledObjectRef, context: Context) -> pb.GetMetricSpecResponse:
         return await self._answer("GetMetricSpec", self._metric_spec, request, context)
@@ -99,4 +98,4 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
             code, message = _status(exc)
             await context.abort(code, message)
         finally:
-            self.metrics.grpc_requests.labels("StreamIsActive", code.name).inc()
+            self.metrics.observe_call("StreamIsActive", code.name, None)

@@ -7,6 +7,7 @@ table is generated from them (`metadata_table`). Parsing is pure: no clock, no I
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
@@ -262,6 +263,7 @@ TriggerSpec = PrefillTrigger | DecodeTrigger
 _MODELS: dict[str, type[TriggerBase]] = {"prefill": PrefillTrigger, "decode": DecodeTrigger}
 
 
+@functools.lru_cache(maxsize=1024)  # asked on every call; the same few names each time
 def metric_name(*parts: str) -> str:
     """A name the HPA accepts (lowercase letters, digits, `-`), the same for the same parts."""
     name = re.sub(r"[^a-z0-9]+", "-", "-".join(parts).lower()).strip("-")

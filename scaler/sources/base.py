@@ -126,6 +126,8 @@ class Source(abc.ABC, Generic[T]):
 
     async def settled(self, timeout: float) -> None:
         """Wait (bounded) for the first fetch of a new source, so a first call need not fail."""
+        if self._settled.is_set():
+            return  # the usual case: no task, no timer on the request path
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._settled.wait(), timeout)
 

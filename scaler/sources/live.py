@@ -51,12 +51,12 @@ class LiveSources:
             conn_key: object = ("profile", label)
         else:
             assert spec.nats_server is not None  # the schema requires exactly one source
-            label, profile = ",".join(spec.nats_server), NatsProfile.model_validate({"servers": spec.nats_server})
-            conn_key = ("servers", spec.nats_server)
+            label, profile, conn_key = ",".join(spec.nats_server), None, ("servers", spec.nats_server)
+        servers = spec.nats_server
         return self.pool.get(
             ("nats", conn_key, spec.stream, spec.consumer),
             lambda: JetStreamLagSource(
-                self.nats.acquire(conn_key, label, profile),
+                self.nats.acquire(conn_key, label, profile or NatsProfile.model_validate({"servers": servers})),
                 self.nats,
                 spec.stream,
                 spec.consumer,
@@ -71,10 +71,17 @@ class LiveSources:
             label, profile = spec.prometheus_connection, self.connections.prometheus_profile(spec.prometheus_connection)
         else:
             assert spec.prometheus_address is not None  # the schema requires exactly one source
-            label, profile = spec.prometheus_address, PrometheusProfile.model_validate({"url": spec.prometheus_address})
+            label, profile = spec.prometheus_address, None
         return self.pool.get(
             ("prometheus", label, query),
-            lambda: PrometheusSource(label, profile, query, self.refresh_interval, self.metrics, self.clock),
+            lambda: PrometheusSource(
+                label,
+                profile or PrometheusProfile.model_validate({"url": label}),
+                query,
+                self.refresh_interval,
+                self.metrics,
+                self.clock,
+            ),
         )
 
     def role_source(self, namespace: str, scaledobject: str, spec: DecodeTrigger) -> RoleSource:
