@@ -143,11 +143,16 @@ async def test_connection_profile_credentials_reach_nats_and_nothing_else(tmp_pa
         await js.publish("dynamo_prefill_queue.queue", b"{}")
         await nc.close()
 
+        token = tmp_path / "token"
+        token.write_text(SECRET)
         profiles = tmp_path / "connections.yaml"
         profiles.write_text(
             f"nats:\n"
             f"  dynamo:\n    servers: [{nats_server.url}]\n    user: prefill-scaler\n    password: {SECRET}\n"
             f"  wrong:\n    servers: [{nats_server.url}]\n    user: prefill-scaler\n    password: not-{SECRET}\n"
+            f"prometheus:\n"
+            f"  basic:\n    url: http://127.0.0.1:1\n    basicAuth: {{username: u, password: {SECRET}}}\n"
+            f"  bearer:\n    url: http://127.0.0.1:1\n    bearerTokenFile: {token}\n"
         )
         p = Process(tmp_path, "--connections", str(profiles), "--log-level", "debug")
         wait_http(f"http://127.0.0.1:{p.http_port}/readyz")
@@ -169,7 +174,15 @@ async def test_connection_profile_credentials_reach_nats_and_nothing_else(tmp_pa
                     "nats wrong stream=dynamo_prefill_queue consumer=worker-group: no sample yet; last error: "
                     "nats wrong: cannot connect: nats: 'Authorization Violation'"
                 )
-                captured = [error.details(), p.http("/metrics")[1], p.http("/status")[1]]
+                captured = [error.details()]
+                for profile in ("basic", "bearer"):
+                    meta = {"role": "decode", "prometheusConnection": profile, "podSelector": "app=x"}
+                    ref_decode = pb.ScaledObjectRef(name=profile, namespace="dynamo", scalerMetadata=meta)
+                    error = await rpc_error(stub.GetMetrics(metrics_request(ref_decode)))
+                    assert error is not None
+                    assert error.code() == grpc.StatusCode.UNAVAILABLE
+                    captured.append(error.details())
+                captured += [p.http("/metrics")[1], p.http("/status")[1]]
         finally:
             p.proc.send_signal(signal.SIGTERM)
             assert p.proc.wait(10) == 0
