@@ -72,6 +72,17 @@ def _host_port(value: Any) -> Any:
     return value
 
 
+def _exactly_one(**sources: object) -> None:
+    """A trigger names its source one way only; `sources` maps each metadata key to its value."""
+    given = [key for key, value in sources.items() if value is not None]
+    if len(given) != 1:
+        raise PydanticCustomError(
+            "source",
+            "exactly one of {keys} is required; got {got}",
+            {"keys": ", ".join(sources), "got": ", ".join(given) or "none"},
+        )
+
+
 Duration = Annotated[float, BeforeValidator(_duration)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -144,21 +155,11 @@ class PrefillTrigger(TriggerBase):
 
     @model_validator(mode="after")
     def _one_source(self) -> PrefillTrigger:
-        given = [
-            key
-            for key, value in (
-                ("natsServer", self.nats_server),
-                ("natsConnection", self.nats_connection),
-                ("natsServerMonitoringEndpoint", self.nats_server_monitoring_endpoint),
-            )
-            if value is not None
-        ]
-        if len(given) != 1:
-            raise PydanticCustomError(
-                "source",
-                "exactly one of natsServer, natsConnection, natsServerMonitoringEndpoint is required; got {got}",
-                {"got": ", ".join(given) or "none"},
-            )
+        _exactly_one(
+            natsServer=self.nats_server,
+            natsConnection=self.nats_connection,
+            natsServerMonitoringEndpoint=self.nats_server_monitoring_endpoint,
+        )
         if self.nats_server_monitoring_endpoint is None:
             extra = [k for k, v in (("account", self.account), ("useHttps", self.use_https)) if v is not None]
             if extra:
@@ -228,20 +229,7 @@ class DecodeTrigger(TriggerBase):
 
     @model_validator(mode="after")
     def _one_source(self) -> DecodeTrigger:
-        given = [
-            k
-            for k, v in (
-                ("prometheusAddress", self.prometheus_address),
-                ("prometheusConnection", self.prometheus_connection),
-            )
-            if v is not None
-        ]
-        if len(given) != 1:
-            raise PydanticCustomError(
-                "source",
-                "exactly one of prometheusAddress, prometheusConnection is required; got {got}",
-                {"got": ", ".join(given) or "none"},
-            )
+        _exactly_one(prometheusAddress=self.prometheus_address, prometheusConnection=self.prometheus_connection)
         if self.engine is not None and self.metric != "kv-cache":
             raise PydanticCustomError("engine", "engine only applies with metric: kv-cache")
         return self
