@@ -156,12 +156,13 @@ class Engine:
     def _decide(self, ref: Ref, ev: Evaluator) -> Decision:
         labels = (ref.namespace, ref.name, ev.spec.role)
         self._seen[labels] = self.clock()
-        gauges = self.metrics.scaledobject(*labels)
         try:
             decision = ev.decide()
         except ScalerError:
-            gauges.value.set(float("nan"))
+            # Only the value says "no answer"; target and activity keep the last real answer, if any.
+            self.metrics.so_value.labels(*labels).set(float("nan"))
             raise
+        gauges = self.metrics.scaledobject(*labels)
         gauges.value.set(decision.value)
         gauges.target.set(decision.target)
         gauges.active.set(1.0 if decision.active else 0.0)

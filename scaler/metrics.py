@@ -133,6 +133,11 @@ class Metrics:
             )
         return gauges
 
+    def forget_source(self, kind: str, name: str) -> None:
+        for counter in (self.source_refreshes, self.source_errors):
+            with contextlib.suppress(KeyError):
+                counter.remove(kind, name)
+
     def forget_scaledobject(self, namespace: str, name: str, role: str) -> None:
         self._scaledobjects.pop((namespace, name, role), None)
         for gauge in (self.so_value, self.so_target, self.so_active, self.so_unmeasured):

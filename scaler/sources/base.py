@@ -52,6 +52,9 @@ class Source(abc.ABC, Generic[T]):
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
+        # Counters exist from the start, so rate() sees their first increment.
+        metrics.source_refreshes.labels(self.kind, name)
+        metrics.source_errors.labels(self.kind, name)
 
     @abc.abstractmethod
     async def fetch(self) -> T:
@@ -206,6 +209,7 @@ class SourcePool:
             if source.users == 0 and now - source.last_used > self.idle_timeout:
                 del self._sources[key]
                 await source.stop()
+                self.metrics.forget_source(source.kind, source.name)
                 log.info("source stopped (idle)", extra={"fields": {"source": source.name}})
 
     async def close(self) -> None:

@@ -38,6 +38,7 @@ class NatsConnection:
         self.label = label  # profile name or server list, never credentials
         self.profile = profile
         self.metrics = metrics
+        metrics.nats_reconnects.labels(label)  # exists from the start, so rate() sees the first reconnect
         self.users = 0
         self._client: NatsClient | None = None
         self._last_error: Exception | None = None
