@@ -14,6 +14,7 @@ from scaler import check, logs
 from scaler.connections import Connections
 from scaler.durations import parse_duration
 from scaler.server import Settings, serve
+from scaler.simulate import cli as simulate_cli
 
 ENV_PREFIX = "PD_SCALER_"
 
@@ -86,6 +87,7 @@ def parser() -> argparse.ArgumentParser:
     flags.add("--log-format", "text", "log line format", choices=("text", "json"))
     flags.add("--log-level", "info", "log level", choices=("debug", "info", "warning", "error"))
     check.add_parser(commands)
+    simulate_cli.add_parser(commands)
     return top
 
 
@@ -93,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "check":
         return check.run(args)
+    if args.command == "simulate":
+        return simulate_cli.run(args)
     logs.configure(args.log_format, args.log_level)
     try:
         connections = Connections.load(args.connections)
