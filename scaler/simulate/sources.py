@@ -1,0 +1,167 @@
+"""Simulated sources: the engine's `SourceProvider`, answering from the modelled cluster at simulated time.
+
+The engine, policy and signal code are the production ones; only `fetch()` differs: the prefill consumer's lag is
+the model's queue, Prometheus answers with the series the exporters would have had at the last scrape (shaped as
+Prometheus returns them), and the role's pods are the modelled decode replicas not being removed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from scaler import signals
+from scaler.kube import RolePods
+from scaler.metrics import Metrics
+from scaler.observations import ConsumerLag
+from scaler.simulate.cluster import Cluster
+from scaler.simulate.exporters import Scraper
+from scaler.sources.base import LagSource, Source, SourcePool
+from scaler.triggers import ENGINES, METRICS, DecodeTrigger, PrefillTrigger
+
+NAMESPACE = "sim"
+
+
+class SimClock:
+    """Simulated time, as the engine's and the sources' clock."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class SimLagSource(LagSource[ConsumerLag]):
+    kind = "nats"
+
+    def __init__(self, cluster: Cluster, name: str, interval: float, metrics: Metrics, clock: SimClock) -> None:
+        super().__init__(name, interval, metrics, clock)
+        self.cluster = cluster
+
+    async def fetch(self) -> ConsumerLag:
+        # Workers ack on receipt, so nothing stays delivered-but-unacknowledged.
+        return ConsumerLag(pending=self.cluster.prefill_lag(), ack_pending=0)
+
+    def lag(self, stream: str, consumer: str, max_age: float) -> ConsumerLag:
+        return self.read(max_age)
+
+
+class SimPrometheusSource(Source[tuple[signals.Series, ...]]):
+    kind = "prometheus"
+
+    def __init__(
+        self, scraper: Scraper, query: str, interval: float, metrics: Metrics, clock: SimClock, gpus: int
+    ) -> None:
+        super().__init__(f"prometheus sim {query}", interval, metrics, clock)
+        self.scraper = scraper
+        self._series = _series_for(query, scraper.cluster.profile.spec.gpu_memory_gib * 1024, gpus)
+
+    async def fetch(self) -> tuple[signals.Series, ...]:
+        return self._series(self.scraper)
+
+
+def _series_for(query: str, fb_mib: float, gpus: int) -> Callable[[Scraper], tuple[signals.Series, ...]]:
+    """How to answer `query` from the last scrape: the same series a real Prometheus would return for it."""
+    kinds = {signals.query(metric, engine): (metric, engine) for metric in METRICS for engine in ENGINES}
+    if query not in kinds:
+        raise ValueError(f"the simulator has no exporter for the query {query!r}")
+    metric, engine = kinds[query]
+
+    def labels(pod: str, name: str, gpu: int | None = None) -> dict[str, str]:
+        out = {"__name__": name, "pod": pod, "namespace": NAMESPACE}
+        if gpu is not None:
+            out |= {"gpu": str(gpu), "UUID": f"GPU-{pod}-{gpu}"}
+        return out
+
+    def memory(scraper: Scraper) -> tuple[signals.Series, ...]:
+        out = []
+        for s in scraper.samples:
+            used = s.memory_fraction * fb_mib
+            for gpu in range(gpus):
+                out.append(signals.Series(labels(s.pod, signals.FB_USED, gpu), used))
+                out.append(signals.Series(labels(s.pod, signals.FB_FREE, gpu), fb_mib - used))
+                out.append(signals.Series(labels(s.pod, signals.FB_RESERVED, gpu), 0.0))
+        return tuple(out)
+
+    def util(scraper: Scraper) -> tuple[signals.Series, ...]:
+        return tuple(
+            signals.Series(labels(s.pod, signals.GPU_UTIL, gpu), s.gpu_util)
+            for s in scraper.samples
+            for gpu in range(gpus)
+        )
+
+    name = signals.KV_CACHE_NAMES[engine][0]
+
+    def kv_cache(scraper: Scraper) -> tuple[signals.Series, ...]:
+        return tuple(signals.Series(labels(s.pod, name), s.kv_fill) for s in scraper.samples if s.ready)
+
+    return {"gpu-memory": memory, "gpu-util": util, "kv-cache": kv_cache}[metric]
+
+
+class SimRoleSource(Source[RolePods]):
+    kind = "kubernetes"
+
+    def __init__(self, cluster: Cluster, scaledobject: str, interval: float, metrics: Metrics, clock: SimClock) -> None:
+        super().__init__(f"kubernetes sim scaledobject {NAMESPACE}/{scaledobject}", interval, metrics, clock)
+        self.cluster = cluster
+        self.scaledobject = scaledobject
+
+    async def fetch(self) -> RolePods:
+        pods = tuple(sorted(d.name for d in self.cluster.decode if not d.draining))
+        return RolePods(
+            namespace=NAMESPACE,
+            scaledobject=self.scaledobject,
+            adapter="sim-decode",
+            rolebasedgroup="sim",
+            role="decode",
+            phase="Bound",
+            replicas=len(pods),
+            selector="rbg.workloads.x-k8s.io/role-name=decode",
+            pods=pods,
+        )
+
+
+class SimSources:
+    """The engine's SourceProvider over the modelled cluster. No background loops: the simulation refreshes
+    each source at its interval in simulated time, as the loop would have."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        scraper: Scraper,
+        metrics: Metrics,
+        clock: SimClock,
+        refresh_interval: float = 1.0,
+        kube_refresh_interval: float = 5.0,
+    ) -> None:
+        self.cluster = cluster
+        self.scraper = scraper
+        self.metrics = metrics
+        self.clock = clock
+        self.refresh_interval = refresh_interval
+        self.kube_refresh_interval = kube_refresh_interval
+        self.pool = SourcePool(metrics, idle_timeout=math.inf, clock=clock, background=False)
+
+    def lag_source(self, spec: PrefillTrigger) -> SimLagSource:
+        name = f"nats sim {spec.stream}/{spec.consumer}"
+        return self.pool.get(
+            ("nats", spec.stream, spec.consumer),
+            lambda: SimLagSource(self.cluster, name, self.refresh_interval, self.metrics, self.clock),
+        )
+
+    def prometheus_source(self, spec: DecodeTrigger, query: str) -> SimPrometheusSource:
+        gpus = self.cluster.profile.gpus
+        return self.pool.get(
+            ("prometheus", query),
+            lambda: SimPrometheusSource(self.scraper, query, self.refresh_interval, self.metrics, self.clock, gpus),
+        )
+
+    def role_source(self, namespace: str, scaledobject: str, spec: DecodeTrigger) -> SimRoleSource:
+        return self.pool.get(
+            ("kubernetes", namespace, scaledobject),
+            lambda: SimRoleSource(self.cluster, scaledobject, self.kube_refresh_interval, self.metrics, self.clock),
+        )
+
+    async def close(self) -> None:
+        await self.pool.close()
