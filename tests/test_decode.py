@@ -146,8 +146,10 @@ async def test_no_series_for_any_pod_is_unavailable_never_zero(
 
 async def test_pod_selector_overrides_discovery(scaler: Scaler, prometheus: PrometheusServer):
     selector = kubeapi.role_selector("dynamo-pd", "decoder")
-    # No ScaledObject of that name exists: with a podSelector none is looked up.
-    assert await value(scaler.stub, decode_ref(prometheus, name="decode-by-selector", podSelector=selector)) == 1.2
+    # No ScaledObject of these names exists: with a podSelector none is looked up, and one pod list serves both.
+    for name in ("decode-by-selector", "another-by-selector"):
+        assert await value(scaler.stub, decode_ref(prometheus, name=name, podSelector=selector)) == 1.2
+    assert (await scrape(scaler.server))[("pd_scaler_sources", (("kind", "kubernetes"),))] == 1.0
 
 
 async def test_adapter_not_bound_is_unavailable(

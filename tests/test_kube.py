@@ -212,13 +212,14 @@ async def test_pod_selector_lists_only_pods(kube: KubeAPI, open_source: Opener) 
     )
     selector = "app=engine,tier in (decode),!canary"
 
-    source = await open_source("web", pod_selector=selector)  # no ScaledObject exists: none is read
+    # Shared by every ScaledObject naming the selector: no ScaledObject is read.
+    source = await open_source(None, pod_selector=selector)
 
     rp = source.read(max_age=30)
-    assert rp == RolePods(NS, "web", None, None, None, None, None, selector, ("web-0",))
+    assert rp == RolePods(NS, None, None, None, None, None, None, selector, ("web-0",))
     assert check_bound(rp) is rp
     assert [(r.resource, r.query) for r in kube.requests] == [("pods", {"labelSelector": selector})]
-    assert source.name == "kubernetes scaledobject llm/web podSelector='app=engine,tier in (decode),!canary'"
+    assert source.name == "kubernetes pods llm podSelector='app=engine,tier in (decode),!canary'"
 
 
 async def test_an_invalid_pod_selector_is_an_invalid_trigger(kube: KubeAPI, open_source: Opener) -> None:

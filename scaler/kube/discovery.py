@@ -33,7 +33,7 @@ class RolePods:
     """The pods of one role, as found for one ScaledObject; all in the ScaledObject's namespace."""
 
     namespace: str
-    scaledobject: str
+    scaledobject: str | None  # None with a podSelector: the pods are shared by every ScaledObject naming it
     adapter: str | None  # None with a podSelector override
     rolebasedgroup: str | None  # the adapter's spec.scaleTargetRef.name
     role: str | None  # the adapter's spec.scaleTargetRef.role
@@ -80,7 +80,7 @@ class RoleSource(Source[RolePods]):
         self,
         api_client: ApiClient,
         namespace: str,
-        scaledobject: str,
+        scaledobject: str | None,
         interval: float,
         metrics: Metrics,
         clock: Clock = time.monotonic,
@@ -88,9 +88,11 @@ class RoleSource(Source[RolePods]):
         pod_selector: str | None = None,
         request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
-        name = f"kubernetes scaledobject {namespace}/{scaledobject}"
         if pod_selector is not None:
-            name += f" podSelector={pod_selector!r}"
+            name = f"kubernetes pods {namespace} podSelector={pod_selector!r}"
+        else:
+            assert scaledobject is not None, "discovery needs the ScaledObject"
+            name = f"kubernetes scaledobject {namespace}/{scaledobject}"
         super().__init__(name, interval, metrics, clock)
         self.namespace, self.scaledobject, self.pod_selector = namespace, scaledobject, pod_selector
         self.request_timeout = request_timeout

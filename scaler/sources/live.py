@@ -88,10 +88,12 @@ class LiveSources:
         if self._kube is None:
             self._kube = load_api_client(self.kubeconfig)
         api = self._kube
+        # ScaledObjects naming the same podSelector share one pod list; otherwise each has its own scale target.
+        owner = None if spec.pod_selector is not None else scaledobject
         return self.pool.get(
-            ("kubernetes", namespace, scaledobject, spec.pod_selector),
+            ("kubernetes", namespace, owner, spec.pod_selector),
             lambda: RoleSource(
-                api, namespace, scaledobject, self.kube_refresh_interval, self.metrics, self.clock,
+                api, namespace, owner, self.kube_refresh_interval, self.metrics, self.clock,
                 pod_selector=spec.pod_selector,
             ),
         )  # fmt: skip
