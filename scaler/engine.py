@@ -74,6 +74,8 @@ class Engine:
         self.metrics = metrics
         self.first_sample_wait = first_sample_wait
         self.clock = clock
+        self._evaluators: dict[tuple[str, str, frozenset[tuple[str, str]]], Evaluator] = {}
+        self._evaluators_generation = -1
         self._per_pod: dict[tuple[str, str, str], tuple[object, dict[signals.PodKey, float]]] = {}
         self.closing = False
         self._active: dict[tuple[str, str], bool] = {}
@@ -115,10 +117,18 @@ class Engine:
     # -- wiring ----------------------------------------------------------------------------------------
 
     def evaluator(self, ref: Ref) -> Evaluator:
-        spec = _parse_cached(frozenset(ref.metadata.items()))
-        if isinstance(spec, PrefillTrigger):
-            return self._prefill(spec)
-        return self._decode(ref, spec)
+        # KEDA asks the same questions every few seconds: keep each ScaledObject's evaluator while the pool
+        # keeps its sources (a stopped source must never be read again).
+        if self._evaluators_generation != self.sources.pool.generation:
+            self._evaluators.clear()
+            self._evaluators_generation = self.sources.pool.generation
+        key = (ref.namespace, ref.name, frozenset(ref.metadata.items()))
+        ev = self._evaluators.get(key)
+        if ev is None:
+            spec = _parse_cached(key[2])
+            ev = self._prefill(spec) if isinstance(spec, PrefillTrigger) else self._decode(ref, spec)
+            self._evaluators[key] = ev
+        return ev
 
     def _prefill(self, spec: PrefillTrigger) -> Evaluator:
         source = self.sources.lag_source(spec)
@@ -198,11 +208,13 @@ class Engine:
             await asyncio.sleep(period)
             await pool.reap()
             horizon = self.clock() - pool.idle_timeout
-            for labels, seen in list(self._seen.items()):
-                if seen < horizon:
-                    del self._seen[labels]
-                    self._active.pop(labels[:2], None)
-                    self.metrics.forget_scaledobject(*labels)
+            forgotten = {labels for labels, seen in self._seen.items() if seen < horizon}
+            for labels in forgotten:
+                del self._seen[labels]
+                self._active.pop(labels[:2], None)
+                self.metrics.forget_scaledobject(*labels)
+            gone = {labels[:2] for labels in forgotten}
+            self._evaluators = {k: ev for k, ev in self._evaluators.items() if k[:2] not in gone}
 
     async def close(self) -> None:
         self.closing = True

@@ -183,6 +183,7 @@ class SourcePool:
         self.idle_timeout = idle_timeout
         self.clock = clock
         self.background = background
+        self.generation = 0  # bumped whenever a source is removed, so holders of sources know to look again
         self._sources: dict[Hashable, Source[Any]] = {}
         metrics.watch_sources(self)
 
@@ -208,10 +209,12 @@ class SourcePool:
         for key, source in list(self._sources.items()):
             if source.users == 0 and now - source.last_used > self.idle_timeout:
                 del self._sources[key]
+                self.generation += 1
                 await source.stop()
                 self.metrics.forget_source(source.kind, source.name)
                 log.info("source stopped (idle)", extra={"fields": {"source": source.name}})
 
     async def close(self) -> None:
         sources, self._sources = list(self._sources.values()), {}
+        self.generation += 1
         await asyncio.gather(*(s.stop() for s in sources))
