@@ -12,22 +12,15 @@ from typing import Any
 
 from scaler import check, logs
 from scaler.connections import Connections
-from scaler.durations import parse_duration
+from scaler.durations import duration_arg
 from scaler.server import Settings, serve
 from scaler.simulate import cli as simulate_cli
 
 ENV_PREFIX = "PD_SCALER_"
 
 
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _positive_duration(text: str) -> float:
-    seconds = _duration(text)
+    seconds = duration_arg(text)
     if seconds <= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0")
     return seconds
@@ -83,7 +76,7 @@ def parser() -> argparse.ArgumentParser:
     flags.add("--tls-cert", None, "PEM certificate for gRPC TLS (with --tls-key)", type=Path)
     flags.add("--tls-key", None, "PEM private key for gRPC TLS", type=Path)
     flags.add("--tls-client-ca", None, "PEM CA: require client certificates signed by it (mutual TLS)", type=Path)
-    flags.add("--shutdown-grace", 5.0, "on SIGTERM, how long in-flight calls may take", type=_duration)
+    flags.add("--shutdown-grace", 5.0, "on SIGTERM, how long in-flight calls may take", type=duration_arg)
     flags.add("--log-format", "text", "log line format", choices=("text", "json"))
     flags.add("--log-level", "info", "log level", choices=("debug", "info", "warning", "error"))
     check.add_parser(commands)

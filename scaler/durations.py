@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -23,3 +24,11 @@ def parse_duration(text: str) -> float:
     if not seconds >= 0 or seconds == float("inf"):
         raise ValueError(f"{text!r} is not a duration: it must be finite and not negative")
     return seconds
+
+
+def duration_arg(text: str) -> float:
+    """`parse_duration` as an argparse type: a bad value becomes argparse's usage error."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

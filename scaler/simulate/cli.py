@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from scaler.durations import parse_duration
+from scaler.durations import duration_arg
 from scaler.errors import InvalidTrigger
 from scaler.simulate import trace as traces
 from scaler.simulate.autoscaling import (
@@ -75,13 +75,6 @@ def load_profile(name_or_path: str) -> Profile:
 # -- argument types -----------------------------------------------------------------------------------------------
 
 
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _positive(text: str) -> float:
     try:
         value = float(text)
@@ -96,7 +89,7 @@ def _window(text: str) -> tuple[float, float]:
     start, sep, end = text.partition(":")
     if not sep:
         raise argparse.ArgumentTypeError(f"{text!r}: write START:END, e.g. 10m:40m (END may be left out)")
-    low, high = _duration(start or "0"), _duration(end) if end else float("inf")
+    low, high = duration_arg(start or "0"), duration_arg(end) if end else float("inf")
     if high <= low:
         raise argparse.ArgumentTypeError(f"{text!r}: the window ends before it starts")
     return low, high
@@ -117,7 +110,7 @@ def _rate_policy(text: str) -> ScalingPolicy:
     kind, _, rest = text.partition(":")
     value, _, period = rest.partition(":")
     try:
-        policy = ScalingPolicy(kind, int(value), _duration(period))  # type: ignore[arg-type]
+        policy = ScalingPolicy(kind, int(value), duration_arg(period))  # type: ignore[arg-type]
     except (ValueError, argparse.ArgumentTypeError):
         policy = ScalingPolicy("Pods", 0, 0.0)
     if policy.type not in ("Pods", "Percent") or policy.value < 1 or policy.period_s <= 0:
@@ -164,12 +157,18 @@ def add_parser(commands: Any) -> None:
         help=f"bundled profile ({', '.join(bundled_profiles())}) or a YAML/JSON file (default %(default)s)",
     )
     c.add_argument(
-        "--startup-delay", type=_duration, metavar="DURATION", default=120.0, help="new replica to ready (default 120s)"
+        "--startup-delay",
+        type=duration_arg,
+        metavar="DURATION",
+        default=120.0,
+        help="new replica to ready (default 120s)",
     )
-    c.add_argument("--tick", type=_duration, metavar="DURATION", default=0.05, help="decode time step (default 50ms)")
+    c.add_argument(
+        "--tick", type=duration_arg, metavar="DURATION", default=0.05, help="decode time step (default 50ms)"
+    )
     c.add_argument(
         "--scrape-interval",
-        type=_duration,
+        type=duration_arg,
         metavar="DURATION",
         default=15.0,
         help="Prometheus scrape interval (default 15s)",
@@ -185,24 +184,31 @@ def add_parser(commands: Any) -> None:
     a.add_argument("--decode-replicas", type=_replicas, default=(1, 6), metavar="MIN:MAX", help="default 1:6")
     a.add_argument(
         "--polling-interval",
-        type=_duration,
+        type=duration_arg,
         metavar="DURATION",
         default=30.0,
         help="KEDA pollingInterval (default 30s)",
     )
     a.add_argument(
-        "--cooldown-period", type=_duration, metavar="DURATION", default=300.0, help="KEDA cooldownPeriod (default 5m)"
+        "--cooldown-period",
+        type=duration_arg,
+        metavar="DURATION",
+        default=300.0,
+        help="KEDA cooldownPeriod (default 5m)",
     )
     a.add_argument("--metric-type", choices=("AverageValue", "Value"), default="AverageValue")
     a.add_argument(
         "--scale-up-window",
-        type=_duration,
+        type=duration_arg,
         metavar="DURATION",
         help="set an HPA behavior with this scale-up stabilization window (default: no behavior, as KEDA without "
         "advanced.horizontalPodAutoscalerConfig)",
     )
     a.add_argument(
-        "--scale-down-window", type=_duration, metavar="DURATION", help="HPA behavior: scale-down stabilization window"
+        "--scale-down-window",
+        type=duration_arg,
+        metavar="DURATION",
+        help="HPA behavior: scale-down stabilization window",
     )
     for direction in ("up", "down"):
         a.add_argument(
@@ -228,21 +234,25 @@ def add_parser(commands: Any) -> None:
         help="pd-scaler decode trigger keys, k=v,...",
     )
     a.add_argument(
-        "--refresh-interval", type=_duration, metavar="DURATION", default=1.0, help="pd-scaler --refresh-interval"
+        "--refresh-interval", type=duration_arg, metavar="DURATION", default=1.0, help="pd-scaler --refresh-interval"
     )
     a.add_argument(
         "--oracle-window",
-        type=_duration,
+        type=duration_arg,
         metavar="DURATION",
         default=15.0,
         help="oracle: replicas set per window (15s)",
     )
     s = p.add_argument_group("SLO and output")
     s.add_argument(
-        "--ttft-slo", type=_duration, metavar="DURATION", default=1.0, help="TTFT above the unloaded prefill time (1s)"
+        "--ttft-slo",
+        type=duration_arg,
+        metavar="DURATION",
+        default=1.0,
+        help="TTFT above the unloaded prefill time (1s)",
     )
     s.add_argument(
-        "--itl-slo", type=_duration, metavar="DURATION", default=0.05, help="mean inter-token latency (50ms)"
+        "--itl-slo", type=duration_arg, metavar="DURATION", default=0.05, help="mean inter-token latency (50ms)"
     )
     s.add_argument("--json", type=Path, metavar="FILE", help="write the summary as JSON to this file")
     s.add_argument(
