@@ -15,10 +15,10 @@ from typing import Any
 import yaml
 
 from scaler.errors import InvalidTrigger
+from scaler.kube import ADAPTER_KIND
 from scaler.triggers import DecodeTrigger, PrefillTrigger, parse
 
 EXTERNAL = ("external", "external-push")
-ADAPTER_KIND = "RoleBasedGroupScalingAdapter"
 # Adapter names are `<rbg>-<role>`: suffixes that say which role an adapter scales.
 _ROLE_SUFFIXES = {"prefill": ("-prefill",), "decode": ("-decode", "-decoder")}
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -60,12 +59,6 @@ class Evaluator:
     decide: Callable[[], Decision]
 
 
-@functools.lru_cache(maxsize=4096)
-def _parse_cached(items: frozenset[tuple[str, str]]) -> TriggerSpec:
-    # KEDA sends the same metadata on every call; parsing it once per distinct map keeps calls cheap.
-    return parse(dict(items))
-
-
 class Engine:
     def __init__(
         self, sources: SourceProvider, metrics: Metrics, first_sample_wait: float = 2.0, clock: Clock = time.monotonic
@@ -76,7 +69,7 @@ class Engine:
         self.clock = clock
         self._evaluators: dict[tuple[str, str, frozenset[tuple[str, str]]], Evaluator] = {}
         self._evaluators_generation = -1
-        self._per_pod: dict[tuple[str, str, str], tuple[object, dict[signals.PodKey, float]]] = {}
+        self._per_pod: dict[tuple[str, str], tuple[object, dict[signals.PodKey, float]]] = {}
         self.closing = False
         self._active: dict[tuple[str, str], bool] = {}
         self._seen: dict[tuple[str, str, str], float] = {}
@@ -125,7 +118,7 @@ class Engine:
         key = (ref.namespace, ref.name, frozenset(ref.metadata.items()))
         ev = self._evaluators.get(key)
         if ev is None:
-            spec = _parse_cached(key[2])
+            spec = parse(dict(key[2]))
             ev = self._prefill(spec) if isinstance(spec, PrefillTrigger) else self._decode(ref, spec)
             self._evaluators[key] = ev
         return ev
@@ -157,7 +150,7 @@ class Engine:
         self, series: tuple[signals.Series, ...], metric: str, engine: str
     ) -> dict[signals.PodKey, float]:
         """signals.per_pod, computed once per sample of a query rather than once per call."""
-        key = (metric, engine, signals.query(metric, engine))
+        key = (metric, engine)
         cached = self._per_pod.get(key)
         if cached is None or cached[0] is not series:
             cached = self._per_pod[key] = (series, signals.per_pod(metric, engine, series))
