@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from scaler import signals
+from scaler import capacity, signals
 from scaler.errors import ScalerError
 from scaler.kube import RolePods, check_bound
 from scaler.metrics import Metrics
-from scaler.observations import Decision
+from scaler.observations import Decision, DecodeLoad, PrefillHistory
 from scaler.policy import decide_decode, decide_prefill
 from scaler.sources.base import Clock, LagSource, Source, SourcePool
 from scaler.triggers import DecodeTrigger, PrefillTrigger, TriggerSpec, parse
@@ -57,6 +57,22 @@ class Evaluator:
     spec: TriggerSpec
     sources: tuple[Source[Any], ...]
     decide: Callable[[], Decision]
+    history: Callable[[], PrefillHistory] | None = None  # a capacity prefill's queue history, for coupling
+
+
+class _Memo:
+    """The last decision, kept while the samples it was made from are the same objects: the policy runs once
+    per sample, not once per call."""
+
+    def __init__(self) -> None:
+        self._inputs: tuple[object, ...] = ()
+        self._decision: Decision | None = None
+
+    def __call__(self, inputs: tuple[object, ...], decide: Callable[[], Decision]) -> Decision:
+        same = len(inputs) == len(self._inputs) and all(a is b for a, b in zip(inputs, self._inputs, strict=True))
+        if not same or self._decision is None:
+            self._decision, self._inputs = decide(), inputs
+        return self._decision
 
 
 class Engine:
@@ -68,6 +84,7 @@ class Engine:
         self.first_sample_wait = first_sample_wait
         self.clock = clock
         self._evaluators: dict[tuple[str, str, frozenset[tuple[str, str]]], Evaluator] = {}
+        self._by_object: dict[tuple[str, str], Evaluator] = {}  # the latest evaluator of each ScaledObject
         self._evaluators_generation = -1
         self._per_pod: dict[tuple[str, str], tuple[object, dict[signals.PodKey, float]]] = {}
         self.closing = False
@@ -114,22 +131,39 @@ class Engine:
         # keeps its sources (a stopped source must never be read again).
         if self._evaluators_generation != self.sources.pool.generation:
             self._evaluators.clear()
+            self._by_object.clear()
             self._evaluators_generation = self.sources.pool.generation
         key = (ref.namespace, ref.name, frozenset(ref.metadata.items()))
         ev = self._evaluators.get(key)
         if ev is None:
             spec = parse(dict(key[2]))
-            ev = self._prefill(spec) if isinstance(spec, PrefillTrigger) else self._decode(ref, spec)
+            if isinstance(spec, PrefillTrigger):
+                ev = self._prefill(spec)
+            else:
+                ev = self._decode_capacity(ref, spec) if spec.capacity else self._decode(ref, spec)
             self._evaluators[key] = ev
+        self._by_object[(ref.namespace, ref.name)] = ev
         return ev
 
     def _prefill(self, spec: PrefillTrigger) -> Evaluator:
         source = self.sources.lag_source(spec)
-        return Evaluator(
-            spec,
-            (source,),
-            lambda: decide_prefill(spec, source.lag(spec.stream, spec.consumer, spec.max_staleness)),
-        )
+        if not spec.capacity:
+            return Evaluator(
+                spec,
+                (source,),
+                lambda: decide_prefill(spec, source.lag(spec.stream, spec.consumer, spec.max_staleness)),
+            )
+        settings = capacity.PrefillSettings(spec.prefill_tokens_per_second, spec.ttft, spec.startup_delay, spec.window)
+        memo = _Memo()
+
+        def history() -> PrefillHistory:
+            return source.history(spec.stream, spec.consumer, spec.max_staleness)
+
+        def decide() -> Decision:
+            h = history()
+            return memo((h,), lambda: capacity.decide_prefill(spec.metric_name, h, settings))
+
+        return Evaluator(spec, (source,), decide, history)
 
     def _decode(self, ref: Ref, spec: DecodeTrigger) -> Evaluator:
         query = signals.query(spec.metric, spec.kv_engine)
@@ -145,6 +179,50 @@ class Engine:
             return decide_decode(spec, pods.pods, in_namespace)
 
         return Evaluator(spec, (role, prom), decide)
+
+    def _decode_capacity(self, ref: Ref, spec: DecodeTrigger) -> Evaluator:
+        prom = self.sources.prometheus_source(spec, signals.loads_query(spec.kv_engine))
+        role = self.sources.role_source(ref.namespace, ref.name, spec)
+        role_max_age = max(spec.max_staleness, 3 * role.interval)
+        settings = capacity.DecodeSettings(
+            spec.seats, spec.startup_delay, spec.window, spec.min_decode_per_prefill, spec.max_decode_per_prefill
+        )
+        memo = _Memo()
+        cache: list[tuple[object, dict[signals.PodKey, DecodeLoad]]] = []
+
+        def decide() -> Decision:
+            pods = check_bound(role.read(role_max_age))
+            series = prom.read(spec.max_staleness)
+            if not cache or cache[0][0] is not series:
+                cache[:] = [(series, signals.loads(spec.kv_engine, series))]
+            per_pod = cache[0][1]
+            coupling = self._coupling(ref.namespace, spec.prefill_scaled_object)
+            inputs = (pods, series, coupling.history if coupling else None, coupling.decision if coupling else None)
+
+            def run() -> Decision:
+                loads = {pod: v for (ns, pod), v in per_pod.items() if ns == pods.namespace}
+                return capacity.decide_decode(spec.metric_name, pods.pods, loads, settings, coupling)
+
+            return memo(inputs, run)
+
+        return Evaluator(spec, (role, prom), decide)
+
+    def _coupling(self, namespace: str, prefill: str | None) -> capacity.Coupling | None:
+        """The prefill role's history and decision for a coupled decode trigger, or why there are none."""
+        if prefill is None:
+            return None
+        ev = self._by_object.get((namespace, prefill))
+        if ev is None:
+            why = f"ScaledObject {namespace}/{prefill} has not been asked about here yet"
+            return capacity.Coupling(None, None, why)
+        if ev.history is None:
+            return capacity.Coupling(
+                None, None, f"ScaledObject {namespace}/{prefill} is not a capacity prefill trigger"
+            )
+        try:
+            return capacity.Coupling(ev.history(), ev.decide())
+        except ScalerError as exc:
+            return capacity.Coupling(None, None, exc.message)
 
     def _values_per_pod(
         self, series: tuple[signals.Series, ...], metric: str, engine: str
@@ -208,6 +286,7 @@ class Engine:
                 self.metrics.forget_scaledobject(*labels)
             gone = {labels[:2] for labels in forgotten}
             self._evaluators = {k: ev for k, ev in self._evaluators.items() if k[:2] not in gone}
+            self._by_object = {k: ev for k, ev in self._by_object.items() if k not in gone}
 
     async def close(self) -> None:
         self.closing = True

@@ -11,6 +11,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from scaler.observations import DecodeLoad
+
 Labels = Mapping[str, str]
 PodKey = tuple[str, str]  # (namespace, pod)
 
@@ -28,6 +30,20 @@ KV_CACHE_NAMES: dict[str, tuple[str, ...]] = {
     ),
     "sglang": ("sglang:token_usage", "sglang_token_usage"),
     "dynamo": ("dynamo_component_kvstats_gpu_cache_usage_percent",),
+}  # fmt: skip
+
+
+# Sequences an engine runs and holds waiting (the capacity policy's decode load), newest name first. Dynamo's
+# workers run vLLM and export its metrics.
+_VLLM_RUNNING = ("vllm:num_requests_running", "vllm_num_requests_running")
+_VLLM_WAITING = ("vllm:num_requests_waiting", "vllm_num_requests_waiting")
+RUNNING_NAMES: dict[str, tuple[str, ...]] = {
+    "vllm": _VLLM_RUNNING,
+    "sglang": ("sglang:num_running_reqs", "sglang_num_running_reqs"),
+    "dynamo": _VLLM_RUNNING,
+}
+WAITING_NAMES: dict[str, tuple[str, ...]] = {
+    "vllm": _VLLM_WAITING, "sglang": ("sglang:num_queue_reqs", "sglang_num_queue_reqs"), "dynamo": _VLLM_WAITING,
 }  # fmt: skip
 
 
@@ -52,6 +68,21 @@ def query(metric: str, engine: str) -> str:
     if metric == "gpu-util":
         return GPU_UTIL
     return _names_query(KV_CACHE_NAMES[engine])
+
+
+def loads_query(engine: str) -> str:
+    """The one query for the decode load of `engine`'s pods: running, waiting and KV-cache fill."""
+    return _names_query(RUNNING_NAMES[engine] + WAITING_NAMES[engine] + KV_CACHE_NAMES[engine])
+
+
+def loads(engine: str, series: Iterable[Series]) -> dict[PodKey, DecodeLoad]:
+    """Each pod's decode load; a pod counts only with its running-sequences series (KV fill absent counts 0).
+    Per pod, the max over its series of one name, as SGLang's TP ranks each report the same numbers."""
+    series = tuple(series)
+    running = _kv_cache(RUNNING_NAMES[engine], series)
+    waiting = _kv_cache(WAITING_NAMES[engine], series)
+    kv = _kv_cache(KV_CACHE_NAMES[engine], series)
+    return {pod: DecodeLoad(r, waiting.get(pod, 0.0), kv.get(pod, 0.0)) for pod, r in running.items()}
 
 
 def pod_of(labels: Labels) -> PodKey | None:

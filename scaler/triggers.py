@@ -25,6 +25,7 @@ FROM_ENV = "FromEnv"
 ROLES = ("prefill", "decode")
 METRICS = ("gpu-memory", "gpu-util", "kv-cache")
 ENGINES = ("vllm", "sglang", "dynamo")
+POLICIES = ("capacity", "threshold")
 
 _NATS_SCHEMES = ("nats", "tls")
 _CREDENTIALS_HINT = (
@@ -87,6 +88,32 @@ Duration = Annotated[float, BeforeValidator(_duration)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Name = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\s*>.]+$")]
+# Capacity knobs: a start-up delay beyond ten minutes or a rate window beyond five says something is wrong, and
+# the sources' histories are sized for them.
+StartupDelay = Annotated[Duration, Field(gt=0, le=600)]
+Window = Annotated[Duration, Field(ge=5, le=300)]
+MAX_HISTORY_S = 600 + 2 * 300
+
+
+def _policy_field(compat: str) -> Any:
+    return Field(
+        None,
+        description=f"`capacity`: demand against one replica's capacity; `threshold`: the signal against `{compat}` "
+        f"(KEDA's meaning). Default: `threshold` when `{compat}` is given, else `capacity`.",
+    )
+
+
+def _startup_field() -> Any:
+    return Field(
+        "120s",
+        alias="startupDelay",
+        validate_default=True,
+        description="Capacity: time from ordering a replica to its serving; demand is forecast this far ahead.",
+    )
+
+
+def _window_field() -> Any:
+    return Field("60s", validate_default=True, description="Capacity: rates are measured over this window.")
 
 
 class TriggerBase(BaseModel):
@@ -150,6 +177,32 @@ class PrefillTrigger(TriggerBase):
     use_https: bool | None = Field(
         None, alias="useHttps", description="With `natsServerMonitoringEndpoint`: `true` to use HTTPS."
     )
+    policy: Literal["capacity", "threshold"] | None = _policy_field("lagThreshold")
+    ttft: Annotated[Duration, Field(gt=0, le=600)] = Field(
+        "1s",
+        validate_default=True,
+        description="Capacity: TTFT SLO, the time a prompt may wait beyond its own prefill.",
+    )
+    startup_delay: StartupDelay = _startup_field()
+    window: Window = _window_field()
+    prefill_tokens_per_second: PositiveFloat = Field(
+        9000.0,
+        alias="prefillTokensPerSecond",
+        description="Capacity: prompt tokens one prefill replica processes per second (its profile; the "
+        "default is one H100/H200 on Qwen3-32B at 1-2k-token prompts).",
+    )
+    prompt_tokens_field: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_]+$")] = Field(
+        "prompt_token_ids",
+        alias="promptTokensField",
+        description="Capacity: the JSON list in each queued request whose length is its prompt tokens "
+        "(Dynamo's `RemotePrefillRequest`).",
+    )
+    mean_prompt_tokens: PositiveFloat = Field(
+        1000.0,
+        alias="meanPromptTokens",
+        description="Capacity: prompt tokens counted for a request whose payload has no such list (or is over "
+        "1 MiB, or was queued before the scaler started).",
+    )
 
     kind: ClassVar[str] = "prefill"
 
@@ -168,15 +221,31 @@ class PrefillTrigger(TriggerBase):
                     "{keys} only apply with natsServerMonitoringEndpoint",
                     {"keys": ", ".join(extra)},
                 )
+        if self.policy == "capacity":
+            if self.nats_server_monitoring_endpoint is not None:
+                raise PydanticCustomError(
+                    "policy",
+                    "policy capacity needs natsServer or natsConnection (it reads each request's prompt tokens); "
+                    "natsServerMonitoringEndpoint only gives message counts",
+                )
+            _no_compat(self, ("lagThreshold", "activationLagThreshold"))
         return self
 
     @property
+    def capacity(self) -> bool:
+        """The capacity policy, unless a KEDA compatibility key chose the threshold one."""
+        if self.policy is not None:
+            return self.policy == "capacity"
+        compat = {"lag_threshold", "activation_lag_threshold", "nats_server_monitoring_endpoint"}
+        return not (compat & self.model_fields_set)
+
+    @property
     def metric_name(self) -> str:
-        return metric_name("prefill-lag", self.stream, self.consumer)
+        return metric_name("prefill-tokens" if self.capacity else "prefill-lag", self.stream, self.consumer)
 
     @property
     def target(self) -> float:
-        return self.lag_threshold
+        return self.prefill_tokens_per_second if self.capacity else self.lag_threshold
 
     @property
     def jsz_url(self) -> str:
@@ -224,15 +293,53 @@ class DecodeTrigger(TriggerBase):
         alias="podSelector",
         description="Label selector of the role's pods, instead of discovery through the RBG scaling adapter.",
     )
+    policy: Literal["capacity", "threshold"] | None = _policy_field("threshold")
+    seats: PositiveFloat = Field(
+        128.0,
+        description="Capacity: sequences one decode replica runs within the ITL SLO (from its profile; the "
+        "default is Qwen3-32B on one H100 at ~50 ms per token with 2k-token contexts).",
+    )
+    startup_delay: StartupDelay = _startup_field()
+    window: Window = _window_field()
+    prefill_scaled_object: Annotated[str, Field(min_length=1, max_length=253)] | None = Field(
+        None,
+        alias="prefillScaledObject",
+        description="Capacity: the prefill role's ScaledObject (same namespace); decode then anticipates its "
+        "arrivals and backlog, and the bounds below apply.",
+    )
+    min_decode_per_prefill: PositiveFloat | None = Field(
+        None, alias="minDecodePerPrefill", description="With `prefillScaledObject`: fewest decode per prefill replica."
+    )
+    max_decode_per_prefill: PositiveFloat | None = Field(
+        None, alias="maxDecodePerPrefill", description="With `prefillScaledObject`: most decode per prefill replica."
+    )
 
     kind: ClassVar[str] = "decode"
 
     @model_validator(mode="after")
     def _one_source(self) -> DecodeTrigger:
         _exactly_one(prometheusAddress=self.prometheus_address, prometheusConnection=self.prometheus_connection)
-        if self.engine is not None and self.metric != "kv-cache":
-            raise PydanticCustomError("engine", "engine only applies with metric: kv-cache")
+        if self.engine is not None and self.metric != "kv-cache" and not self.capacity:
+            raise PydanticCustomError("engine", "engine only applies with metric: kv-cache or policy: capacity")
+        if self.policy == "capacity":
+            _no_compat(self, ("metric", "threshold", "activationThreshold"))
+        bounds = [k for k in ("minDecodePerPrefill", "maxDecodePerPrefill") if _given(self, k)]
+        if bounds and self.prefill_scaled_object is None:
+            raise PydanticCustomError(
+                "coupling", "{keys} only apply with prefillScaledObject (the prefill role to keep in step with)",
+                {"keys": ", ".join(bounds)},
+            )  # fmt: skip
+        lo, hi = self.min_decode_per_prefill, self.max_decode_per_prefill
+        if lo is not None and hi is not None and lo > hi:
+            raise PydanticCustomError("coupling", "minDecodePerPrefill is above maxDecodePerPrefill")
         return self
+
+    @property
+    def capacity(self) -> bool:
+        """The capacity policy, unless a KEDA compatibility key (or the threshold's `metric`) chose the other."""
+        if self.policy is not None:
+            return self.policy == "capacity"
+        return not ({"threshold", "activation_threshold", "metric"} & self.model_fields_set)
 
     @property
     def kv_engine(self) -> str:
@@ -240,11 +347,24 @@ class DecodeTrigger(TriggerBase):
 
     @property
     def metric_name(self) -> str:
-        return metric_name("decode", self.metric)
+        return metric_name("decode", "sequences" if self.capacity else self.metric)
 
     @property
     def target(self) -> float:
-        return self.threshold
+        return self.seats if self.capacity else self.threshold
+
+
+def _given(model: BaseModel, key: str) -> bool:
+    fields = type(model).model_fields
+    return any((f.alias or name) == key and name in model.model_fields_set for name, f in fields.items())
+
+
+def _no_compat(model: BaseModel, keys: tuple[str, ...]) -> None:
+    given = [k for k in keys if _given(model, k)]
+    if given:
+        raise PydanticCustomError(
+            "policy", "{keys} only apply with policy threshold, not capacity", {"keys": ", ".join(given)}
+        )
 
 
 TriggerSpec = PrefillTrigger | DecodeTrigger

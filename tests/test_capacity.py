@@ -7,6 +7,7 @@ import pytest
 from scaler.capacity import Coupling, DecodeSettings, PrefillSettings, decide_decode, decide_prefill, forecast
 from scaler.errors import SourceUnavailable
 from scaler.observations import Decision, DecodeLoad, PrefillHistory, QueueSample
+from scaler.sources.history import QueueHistory
 
 PREFILL = PrefillSettings(tokens_per_second=8000.0, ttft=1.0, startup_delay=120.0, window=60.0)
 DECODE = DecodeSettings(seats=100.0, startup_delay=120.0, window=60.0)
@@ -153,3 +154,21 @@ def test_a_stale_or_missing_decode_source_is_an_error() -> None:
     d = decide_decode("m", ["d0", "d1"], {"d0": DecodeLoad(10, 0, 0.1)}, DECODE)
     assert (d.value, d.unmeasured) == (10.0, 1)
     assert "no load series for d1" in d.reason
+
+
+def test_the_queue_history_is_bounded_one_sample_a_second_and_backlog_tokens_are_the_newest_arrivals() -> None:
+    q = QueueHistory(span=10.0, mean_prompt_tokens=1000.0)
+    for tokens in (200, 30_000, 800):
+        q.arrival(tokens)
+    # Two of the three are waiting (the newest two); two more were queued before the source saw them.
+    assert q.backlog_tokens(2) == 30_800.0
+    assert q.backlog_tokens(5) == 31_000.0 + 2 * 1000.0
+    for t in (0.0, 0.4, 0.9, 1.0, 1.5, 2.2):
+        q.record(t, 1)
+    assert [s.t for s in q.snapshot().samples] == [0.0, 1.0, 2.2]  # the newest always current
+    snapshot = q.snapshot()
+    assert q.snapshot() is snapshot  # the policy's memo holds while nothing new was recorded
+    for t in range(3, 40):
+        q.record(float(t), 0)
+    assert q.snapshot().samples[0].t == 29.0  # one sample at or before now - span, no more
+    assert len(q.snapshot().samples) == 11

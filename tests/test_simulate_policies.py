@@ -89,9 +89,9 @@ async def test_the_engine_reads_the_modelled_cluster_like_a_real_one() -> None:
     cluster.advance(1.0)
     cluster.decode_tick(1.0, 0.05)
     engine, sources, _ = await engine_over(cluster)
-    lag = await decide(engine, {"role": "prefill", "natsServer": "nats://sim:4222"})
+    lag = await decide(engine, {"role": "prefill", "natsServer": "nats://sim:4222", "lagThreshold": "5"})
     assert (lag.value, lag.target, lag.active) == (40.0, 5.0, True)
-    memory = await decide(engine, {"role": "decode", "prometheusAddress": "http://sim:9090"})
+    memory = await decide(engine, {"role": "decode", "prometheusAddress": "http://sim:9090", "threshold": "0.8"})
     # Two engines up with 95 % of each GPU preallocated; the loading pod shows no memory used yet.
     assert memory.value == pytest.approx(2 * 0.95)
     assert memory.unmeasured == 0
@@ -107,7 +107,7 @@ async def test_a_stale_sample_is_an_error_not_a_number() -> None:
     cluster = Cluster([Request(0.0, 1000, 50)], PROFILE)
     cluster.preload(1, 1)
     engine, sources, clock = await engine_over(cluster)
-    metadata = {"role": "prefill", "natsServer": "nats://sim:4222"}
+    metadata = {"role": "prefill", "natsServer": "nats://sim:4222", "lagThreshold": "5"}
     await decide(engine, metadata)
     clock.now += 31.0
     with pytest.raises(SourceUnavailable, match="over maxStaleness 30s"):

@@ -15,7 +15,7 @@ from scaler.sources.base import Clock, LagSource, SourcePool
 from scaler.sources.jsz import JszSource
 from scaler.sources.nats import JetStreamLagSource, NatsConnections
 from scaler.sources.prometheus import PrometheusSource
-from scaler.triggers import DecodeTrigger, PrefillTrigger
+from scaler.triggers import MAX_HISTORY_S, DecodeTrigger, PrefillTrigger
 
 
 class LiveSources:
@@ -54,7 +54,7 @@ class LiveSources:
             label, profile, conn_key = ",".join(spec.nats_server), None, ("servers", spec.nats_server)
         servers = spec.nats_server
         return self.pool.get(
-            ("nats", conn_key, spec.stream, spec.consumer),
+            ("nats", conn_key, spec.stream, spec.consumer, spec.prompt_tokens_field, spec.mean_prompt_tokens),
             lambda: JetStreamLagSource(
                 self.nats.acquire(conn_key, label, profile or NatsProfile.model_validate({"servers": servers})),
                 self.nats,
@@ -63,6 +63,9 @@ class LiveSources:
                 self.refresh_interval,
                 self.metrics,
                 self.clock,
+                spec.prompt_tokens_field,
+                spec.mean_prompt_tokens,
+                MAX_HISTORY_S,
             ),
         )
 
