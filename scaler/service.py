@@ -15,10 +15,11 @@ from typing import Any, TypeVar
 import grpc
 
 from scaler.engine import Engine, Ref
-from scaler.errors import ScalerError
+from scaler.errors import InvalidTrigger, ScalerError, SourceUnavailable
 from scaler.metrics import Metrics
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
+from scaler.triggers import check_size
 
 log = logging.getLogger("pd_scaler.service")
 
@@ -27,13 +28,28 @@ Resp = TypeVar("Resp")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
+# Kubernetes' own limits: a DNS subdomain name and a DNS label namespace.
+MAX_NAME_LENGTH, MAX_NAMESPACE_LENGTH = 253, 63
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _ref(request: pb.ScaledObjectRef) -> Ref:
+    """The call's ScaledObject, its size checked before anything is copied or parsed."""
+    if len(request.name) > MAX_NAME_LENGTH:
+        raise InvalidTrigger(f"the ScaledObject name is {len(request.name)} characters long; at most {MAX_NAME_LENGTH}")
+    if len(request.namespace) > MAX_NAMESPACE_LENGTH:
+        raise InvalidTrigger(
+            f"the namespace is {len(request.namespace)} characters long; at most {MAX_NAMESPACE_LENGTH}"
+        )
+    check_size(request.scalerMetadata)
     return Ref(namespace=request.namespace, name=request.name, metadata=dict(request.scalerMetadata))
 
 
 def _int64(value: float) -> int:
-    """The deprecated int64 fields, for KEDA < 2.17: rounded half up (2.5 → 3), not to even."""
-    return math.floor(value + 0.5)
+    """The deprecated int64 fields, for KEDA < 2.17: rounded half up (2.5 → 3), not to even, within int64."""
+    if math.isnan(value):
+        raise SourceUnavailable("the metric value is not a number")
+    return max(_INT64_MIN, min(_INT64_MAX, math.floor(max(-(2.0**63), min(2.0**63, value)) + 0.5)))
 
 
 def _status(exc: Exception) -> tuple[grpc.StatusCode, str]:
