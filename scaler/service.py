@@ -100,25 +100,33 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
 
     # grpc.aio tells a stream handler by its being an async generator function, hence the re-yields.
     async def StreamIsActive(self, request: pb.ScaledObjectRef, context: Context) -> AsyncIterator[pb.IsActiveResponse]:
-        answers = self.engine.activations(_ref(request))
-        async for answer in self._stream(
-            "StreamIsActive", (pb.IsActiveResponse(result=True) async for _ in answers), context
-        ):
+        def answers(ref: Ref) -> AsyncIterator[pb.IsActiveResponse]:
+            return (pb.IsActiveResponse(result=True) async for _ in self.engine.activations(ref))
+
+        async for answer in self._stream("StreamIsActive", request, answers, context):
             yield answer
 
     async def StreamMetricSpec(
         self, request: pb.ScaledObjectRef, context: Context
     ) -> AsyncIterator[pb.GetMetricSpecResponse]:
-        specs = self.engine.metric_specs(_ref(request))
-        async for answer in self._stream("StreamMetricSpec", (_spec_response(*spec) async for spec in specs), context):
+        def answers(ref: Ref) -> AsyncIterator[pb.GetMetricSpecResponse]:
+            return (_spec_response(*spec) async for spec in self.engine.metric_specs(ref))
+
+        async for answer in self._stream("StreamMetricSpec", request, answers, context):
             yield answer
 
-    async def _stream(self, method: str, answers: AsyncIterator[Resp], context: Context) -> AsyncIterator[Resp]:
+    async def _stream(
+        self,
+        method: str,
+        request: pb.ScaledObjectRef,
+        answers: Callable[[Ref], AsyncIterator[Resp]],
+        context: Context,
+    ) -> AsyncIterator[Resp]:
         # Counted and timed when the stream ends: its lifetime is KEDA's choice (CANCELLED: KEDA closed it).
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
-            async for answer in answers:
+            async for answer in answers(_ref(request)):
                 yield answer
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED

@@ -15,6 +15,7 @@ import pytest
 
 from scaler.errors import MAX_MESSAGE_BYTES
 from scaler.proto import externalscaler_pb2 as pb
+from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.server import MAX_REQUEST_BYTES, Server
 from scaler.service import _int64
 from scaler.triggers import MAX_KEYS
@@ -189,3 +190,16 @@ def test_int64_fields_hold_any_value_in_range() -> None:
         2**63 - 1,
         -(2**63),
     ]
+
+
+@pytest.mark.parametrize("method", ["StreamIsActive", "StreamMetricSpec"])
+async def test_streams_check_the_request_too(server: Server, method: str):
+    ref = pb.ScaledObjectRef(name="prefill", namespace="dynamo", scalerMetadata={f"k{i}": "v" for i in range(65)})
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        stream = getattr(pb_grpc.ExternalScalerStub(channel), method)(ref)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stream.read()
+    assert (caught.value.code(), caught.value.details()) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "the trigger metadata has 65 keys; at most 64 are accepted",
+    )
