@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from scaler import signals
+from scaler.admission import Admission
 from scaler.errors import ScalerError
 from scaler.kube import RolePods, check_bound
 from scaler.metrics import Metrics
@@ -64,9 +65,15 @@ class Evaluator:
 
 class Engine:
     def __init__(
-        self, sources: SourceProvider, metrics: Metrics, first_sample_wait: float = 2.0, clock: Clock = time.monotonic
+        self,
+        sources: SourceProvider,
+        metrics: Metrics,
+        first_sample_wait: float = 2.0,
+        clock: Clock = time.monotonic,
+        admission: Admission | None = None,
     ) -> None:
         self.sources = sources
+        self.admission = admission or Admission()
         self.metrics = metrics
         self.first_sample_wait = first_sample_wait
         self.clock = clock
@@ -139,7 +146,9 @@ class Engine:
         key = self._key(ref)
         ev = self._evaluators.get(key)
         if ev is None:
+            self.admission.check_namespace(ref.namespace)
             spec = parse(dict(key[2]))
+            self.admission.check_sources(spec)
             ev = self._prefill(spec) if isinstance(spec, PrefillTrigger) else self._decode(ref, spec)
             self._evaluators[key] = ev
         return ev

@@ -31,3 +31,9 @@ class NotFound(ScalerError):
     """A named stream, consumer, ScaledObject or adapter does not exist."""
 
     code = grpc.StatusCode.NOT_FOUND
+
+
+class Forbidden(ScalerError):
+    """This scaler does not serve the call (e.g. a namespace outside `--namespaces`)."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
