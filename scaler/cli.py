@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,8 +14,10 @@ from typing import Any
 from scaler import check, logs
 from scaler.connections import Connections
 from scaler.durations import duration_arg
+from scaler.http_listener import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 from scaler.server import Settings, serve
 from scaler.simulate import cli as simulate_cli
+from scaler.sources.bounded import DEFAULT_MAX_BODY_BYTES
 
 ENV_PREFIX = "PD_SCALER_"
 
@@ -24,6 +27,26 @@ def _positive_duration(text: str) -> float:
     if seconds <= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0")
     return seconds
+
+
+_BYTE_UNITS = {"": 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+
+
+def _byte_size(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+)\s*(Ki|Mi|Gi|)\s*", text)
+    if match is None or int(match[1]) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of bytes above 0, e.g. 16Mi, 512Ki or 1048576")
+    return int(match[1]) * _BYTE_UNITS[match[2]]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number above 0")
+    return value
 
 
 def _port(text: str) -> int:
@@ -63,6 +86,18 @@ def parser() -> argparse.ArgumentParser:
     flags.add("--bind-address", "0.0.0.0", "address the gRPC and HTTP servers listen on")
     flags.add("--grpc-port", 9090, "gRPC port (ExternalScaler, health, reflection)", type=_port)
     flags.add("--http-port", 8080, "HTTP port (/metrics, /healthz, /readyz, /status)", type=_port)
+    flags.add(
+        "--http-header-timeout",
+        DEFAULT_HEADER_TIMEOUT,
+        "close an HTTP connection whose request headers take longer, or that is idle this long",
+        type=_positive_duration,
+    )
+    flags.add(
+        "--http-max-connections",
+        DEFAULT_MAX_CONNECTIONS,
+        "open HTTP connections at most; a new one evicts the oldest idle one",
+        type=_positive_int,
+    )
     flags.add("--refresh-interval", 1.0, "how often each source refreshes, e.g. 1s", type=_positive_duration)
     flags.add(
         "--source-idle-timeout",
@@ -76,6 +111,12 @@ def parser() -> argparse.ArgumentParser:
     flags.add("--tls-cert", None, "PEM certificate for gRPC TLS (with --tls-key)", type=Path)
     flags.add("--tls-key", None, "PEM private key for gRPC TLS", type=Path)
     flags.add("--tls-client-ca", None, "PEM CA: require client certificates signed by it (mutual TLS)", type=Path)
+    flags.add(
+        "--max-source-body-bytes",
+        DEFAULT_MAX_BODY_BYTES,
+        "largest HTTP answer read from a source (Prometheus, NATS /jsz), e.g. 16Mi",
+        type=_byte_size,
+    )
     flags.add("--shutdown-grace", 5.0, "on SIGTERM, how long in-flight calls may take", type=duration_arg)
     flags.add("--log-format", "text", "log line format", choices=("text", "json"))
     flags.add("--log-level", "info", "log level", choices=("debug", "info", "warning", "error"))
@@ -109,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
+        max_source_body_bytes=args.max_source_body_bytes,
+        http_header_timeout=args.http_header_timeout,
+        http_max_connections=args.http_max_connections,
     )
     try:
         settings.grpc_credentials()  # refuse a half-configured or unreadable TLS set-up before serving

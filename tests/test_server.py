@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -26,11 +27,14 @@ SECRET = "pd-s3cret-planted"
 
 
 class Process:
-    def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, tmp_path: Path, *args: str, env: dict[str, str] | None = None, nofile: int | None = None
+    ) -> None:
         self.grpc_port, self.http_port = free_port(), free_port()
         self.log = tmp_path / "pd-scaler.log"
         environ = {
-            **os.environ,
+            # As in a pod: not the GRPC_VERBOSITY importing `scaler` set in this process.
+            **{k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"},
             "PD_SCALER_GRPC_PORT": str(self.grpc_port),
             "PD_SCALER_HTTP_PORT": str(self.http_port),
             "PD_SCALER_BIND_ADDRESS": "127.0.0.1",
@@ -38,7 +42,12 @@ class Process:
         }
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "scaler", "serve", *args], env=environ, stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "scaler", "serve", *args],
+                env=environ,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # A pod's usual open-file limit, when a test needs it (a connection flood).
+                preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))) if nofile else None,
             )
 
     def http(self, path: str) -> tuple[int, str]:
@@ -131,6 +140,16 @@ def test_a_bad_connections_file_is_refused_without_echoing_it(tmp_path: Path):
     )
 
 
+def test_a_profile_url_with_credentials_and_a_bad_port_is_refused_without_echoing_it(tmp_path: Path):
+    bad = tmp_path / "connections.yaml"
+    bad.write_text(f"prometheus:\n  monitoring:\n    url: http://scaler:{SECRET}@prometheus:badport\n")
+    p = Process(tmp_path, "--connections", str(bad))
+    assert p.proc.wait(10) == 2
+    assert p.output() == (
+        f"pd-scaler: --connections {bad}: prometheus.monitoring: url: the port is not a number from 0 to 65535\n"
+    )
+
+
 async def test_connection_profile_credentials_reach_nats_and_nothing_else(tmp_path: Path):
     nats_server = NatsServer(tmp_path, "--user", "prefill-scaler", "--pass", SECRET)
     nats_server.start()
@@ -153,6 +172,7 @@ async def test_connection_profile_credentials_reach_nats_and_nothing_else(tmp_pa
             f"prometheus:\n"
             f"  basic:\n    url: http://127.0.0.1:1\n    basicAuth: {{username: u, password: {SECRET}}}\n"
             f"  bearer:\n    url: http://127.0.0.1:1\n    bearerTokenFile: {token}\n"
+            f"  inurl:\n    url: http://scaler:{SECRET}@127.0.0.1:1\n"
         )
         p = Process(tmp_path, "--connections", str(profiles), "--log-level", "debug")
         wait_http(f"http://127.0.0.1:{p.http_port}/readyz")
@@ -175,7 +195,7 @@ async def test_connection_profile_credentials_reach_nats_and_nothing_else(tmp_pa
                     "nats wrong: cannot connect: nats: 'Authorization Violation'"
                 )
                 captured = [error.details()]
-                for profile in ("basic", "bearer"):
+                for profile in ("basic", "bearer", "inurl"):
                     meta = {"role": "decode", "prometheusConnection": profile, "podSelector": "app=x"}
                     ref_decode = pb.ScaledObjectRef(name=profile, namespace="dynamo", scalerMetadata=meta)
                     error = await rpc_error(stub.GetMetrics(metrics_request(ref_decode)))
