@@ -29,6 +29,10 @@ from scaler.sources.live import LiveSources
 log = logging.getLogger("pd_scaler.server")
 
 SERVICE = pb.DESCRIPTOR.services_by_name["ExternalScaler"].full_name
+# The largest request gRPC accepts (its default is 4 MB). A ScaledObjectRef within the metadata limits
+# (scaler.triggers.MAX_KEYS keys of MAX_KEY_LENGTH + MAX_VALUE_LENGTH ASCII characters) fits; anything larger is
+# refused by gRPC with RESOURCE_EXHAUSTED before Python decodes a byte of it.
+MAX_REQUEST_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,7 @@ class Server:
         )
         self.engine = Engine(sources, self.metrics, admission=settings.admission)
         self.health = health_aio.HealthServicer()
-        self.grpc = grpc.aio.server()
+        self.grpc = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)])
         self.grpc_port = 0
         self.http_port = 0
         self._ready = False
