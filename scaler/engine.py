@@ -233,7 +233,12 @@ class Engine:
         # that fails logs itself ("source down"), so UNAVAILABLE is left to it.
         if exc.code != grpc.StatusCode.UNAVAILABLE and self._log_once((ref.namespace, ref.name, exc.message)):
             suppressed, self._log_once.suppressed = self._log_once.suppressed, 0
-            fields: dict[str, object] = {"namespace": ref.namespace, "scaledobject": ref.name, "code": exc.code.name, "error": exc.message}
+            fields: dict[str, object] = {
+                "namespace": ref.namespace,
+                "scaledobject": ref.name,
+                "code": exc.code.name,
+                "error": exc.message,
+            }
             if suppressed:
                 fields["suppressed"] = suppressed
             log.warning("trigger rejected", extra={"fields": fields})

@@ -22,8 +22,8 @@ RECENT_DECISIONS = 10
 
 
 class Ring:
-    """The last `size` points of (time, value, target), at most one per `spacing` seconds: within a spacing the
-    latest point replaces the previous one. Fixed memory: three arrays of doubles."""
+    """The last `size` points of (time, value, target), at most one per `spacing`-second slot of the clock: within
+    a slot the latest point replaces the previous one. Fixed memory: three arrays of doubles."""
 
     def __init__(self, size: int = HISTORY_POINTS, spacing: float = HISTORY_SECONDS / HISTORY_POINTS) -> None:
         self.spacing = spacing
@@ -34,12 +34,15 @@ class Ring:
     def add(self, at: float, value: float, target: float) -> None:
         size = len(self._columns[0])
         last = (self._next - 1) % size
-        if self._count and at - self._columns[0][last] < self.spacing:
+        if self._count and self.slot(at) == self.slot(self._columns[0][last]):
             slot = last
         else:
             slot, self._next, self._count = self._next, (self._next + 1) % size, min(self._count + 1, size)
         for column, x in zip(self._columns, (at, value, target), strict=True):
             column[slot] = x
+
+    def slot(self, at: float) -> int:
+        return math.floor(at / self.spacing)
 
     def points(self) -> list[tuple[float, float, float]]:
         """Oldest first; a NaN value is an error answered at that time."""
@@ -87,11 +90,11 @@ class ScaledObjectStatus:
         return self.last is not None and not self.last.error and self.last.active
 
     def _remember(self, answer: Answer) -> None:
-        # The recent list keeps one answer per history spacing, and every change of outcome.
+        # The recent list keeps one answer per history slot, and every change of outcome.
         previous = self.recent[-1] if self.recent else None
         if (
             previous is not None
-            and answer.at - previous.at < self.history.spacing
+            and self.history.slot(answer.at) == self.history.slot(previous.at)
             and (previous.active, previous.error) == (answer.active, answer.error)
         ):
             self.recent[-1] = answer

@@ -31,13 +31,15 @@ def _number(x: float) -> float | None:
     return None if math.isnan(x) else x
 
 
+def _when(at: float, clocks: Clocks) -> dict[str, Any]:
+    return {"at": clocks.iso(at), "age_s": clocks.age(at)}
+
+
 def answer_json(answer: Answer, clocks: Clocks) -> dict[str, Any]:
     if answer.error:
-        return {"at": clocks.iso(answer.at), "age_s": clocks.age(answer.at), "code": answer.error_code,
-                "error": answer.error}  # fmt: skip
+        return {**_when(answer.at, clocks), "code": answer.error_code, "error": answer.error}
     return {
-        "at": clocks.iso(answer.at),
-        "age_s": clocks.age(answer.at),
+        **_when(answer.at, clocks),
         "value": answer.value,
         "target": answer.target,
         "replicas": answer.replicas,
@@ -79,14 +81,14 @@ def source_json(source: Source[Any], clocks: Clocks) -> dict[str, Any]:
         "sample_age_s": source.age(),
         "watching_streams": source.users,
         "refreshes": source.refreshes,
-        "last_error": None if error is None else {"at": clocks.iso(error[0]), "age_s": clocks.age(error[0]),
-                                                  "error": error[1]},  # fmt: skip
+        "last_error": None if error is None else {**_when(error[0], clocks), "error": error[1]},
     }
 
 
 # -- the page ---------------------------------------------------------------------------------------------------------
 
-CHART_W, CHART_H = 300, 64
+CHART_W, CHART_H = 260, 64
+TARGET = 'stroke="#8250df" stroke-width="1.5" stroke-dasharray="4 3"'
 
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1b1f24;background:#fff}
@@ -105,8 +107,11 @@ svg{display:block}.legend{font-size:.8em;color:#57606a}
 """
 
 
+NONE = "&ndash;"  # an empty cell
+
+
 def _fmt(x: float | None) -> str:
-    return "–" if x is None or math.isnan(x) else f"{x:.4g}"
+    return NONE if x is None or math.isnan(x) else f"{x:.4g}"
 
 
 def _ago(seconds: float) -> str:
@@ -125,15 +130,15 @@ def chart(points: list[tuple[float, float, float]], clocks: Clocks, title: str) 
     pad = 2
 
     def xy(age: float, y: float) -> str:
-        x = CHART_W * (1 - age / HISTORY_SECONDS)
+        x = (CHART_W - 4) * (1 - age / HISTORY_SECONDS)
         return f"{x:.1f},{CHART_H - pad - (CHART_H - 2 * pad) * y / top:.1f}"
 
     def lines(column: int, style: str) -> list[str]:
-        out, run = [], []
-        for point in recent + [(0.0, math.nan, math.nan)]:
+        """Polylines through the finite points of a column, broken at errors."""
+        out: list[str] = []
+        run: list[str] = []
+        for point in [*recent, (0.0, math.nan, math.nan)]:
             if math.isnan(point[column]):
-                if len(run) == 1:
-                    run.append(run[0])  # a lone point still shows, as a dot (round line caps)
                 if run:
                     out.append(f'<polyline points="{" ".join(run)}" fill="none" {style}/>')
                 run = []
@@ -141,20 +146,32 @@ def chart(points: list[tuple[float, float, float]], clocks: Clocks, title: str) 
                 run.append(xy(point[0], point[column]))
         return out
 
+    # The newest answer, marked: a dot for the value, and a faint line across for its target (a reference, as a
+    # threshold line on a dashboard).
+    newest = next(((age, v, g) for age, v, g in reversed(recent) if not math.isnan(v)), None)
+    marks = []
+    if newest is not None:
+        marks.append(
+            f'<polyline points="{xy(HISTORY_SECONDS, newest[2])} {xy(0.0, newest[2])}" fill="none" '
+            'stroke="#8250df" stroke-opacity="0.35" stroke-width="1" stroke-dasharray="2 3"/>'
+        )
+        x, y = xy(newest[0], newest[1]).split(",")
+        marks.append(f'<circle cx="{x}" cy="{y}" r="3" fill="#0969da"/>')
+
     errors = [
-        f'<line x1="{CHART_W * (1 - age / HISTORY_SECONDS):.1f}" y1="{CHART_H - 6}" '
-        f'x2="{CHART_W * (1 - age / HISTORY_SECONDS):.1f}" y2="{CHART_H}" stroke="#cf222e" stroke-width="2"/>'
-        for age, v, _ in recent
-        if math.isnan(v)
+        f'<line x1="{x}" y1="{CHART_H - 6}" x2="{x}" y2="{CHART_H}" stroke="#cf222e" stroke-width="2"/>'
+        for x in (xy(age, 0.0).split(",")[0] for age, v, _ in recent if math.isnan(v))
     ]
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{CHART_W}" height="{CHART_H}" '
         f'viewBox="0 0 {CHART_W} {CHART_H}" role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>',
         f'<rect width="{CHART_W}" height="{CHART_H}" fill="#f6f8fa"/>',
-        *lines(2, 'stroke="#8250df" stroke-width="1.5" stroke-dasharray="4 3"'),
+        *lines(2, TARGET),
         *lines(1, 'stroke="#0969da" stroke-width="2" stroke-linecap="round"'),
+        *marks,
         *errors,
         f'<text x="3" y="11" font-size="10" fill="#57606a">{_fmt(top / 1.15)}</text>',
+        f'<text x="3" y="{CHART_H - 4}" font-size="10" fill="#57606a">-1h</text>',
         "</svg>",
     ]
     return "".join(parts)
@@ -174,13 +191,13 @@ def _scaledobject_row(entry: ScaledObjectStatus, clocks: Clocks) -> str:
     value = (
         f"{_fmt(last.value)} / {_fmt(last.target)}"
         if decided and last
-        else (f"– / {_fmt(_last_target(entry))}" if entry.metric_name else "–")
+        else (f"{NONE} / {_fmt(_last_target(entry))}" if entry.metric_name else NONE)
     )
-    replicas = str(last.replicas) if decided and last and last.replicas is not None else "–"
+    replicas = str(last.replicas) if decided and last and last.replicas is not None else NONE
     reason = (
         f'<span class="reason">{escape(last.reason)}</span><div class="sub">{_ago(clocks.age(last.at))}</div>'
         if decided and last
-        else "–"
+        else NONE
     )
     error_cell = (
         f'<span class="err">{escape(error.error_code)}: {escape(error.error)}</span>'
@@ -193,7 +210,7 @@ def _scaledobject_row(entry: ScaledObjectStatus, clocks: Clocks) -> str:
         f'<tr class="{"failing" if failing else ""}" id="{escape(name)}">'
         f'<td><div class="name">{escape(name)}</div><div class="sub">{escape(entry.metric_name or "no trigger parsed")}'
         f"</div></td>"
-        f"<td>{escape(entry.role or '–')}</td><td>{escape(entry.policy or '–')}</td>"
+        f"<td>{escape(entry.role) or NONE}</td><td>{escape(entry.policy) or NONE}</td>"
         f'<td class="num">{value}</td><td>{svg}</td><td class="num">{replicas}</td><td>{activity}</td>'
         f"<td>{reason}</td><td>{error_cell}</td></tr>"
     )
@@ -215,7 +232,7 @@ def _source_row(source: Source[Any], clocks: Clocks) -> str:
     )
     return (
         f"<tr><td>{escape(source.kind)}</td><td>{escape(source.name)}</td><td>{health}</td>"
-        f'<td class="num">{"–" if age is None else f"{age:.1f}s"}</td><td class="num">{source.refreshes}</td>'
+        f'<td class="num">{NONE if age is None else f"{age:.1f}s"}</td><td class="num">{source.refreshes}</td>'
         f'<td class="num">{source.users}</td><td>{error_cell}</td></tr>'
     )
 
