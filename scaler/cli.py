@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from scaler import check, logs
+from scaler import check, explain, logs
 from scaler.admission import Admission
 from scaler.connections import Connections
 from scaler.durations import duration_arg
@@ -162,6 +162,9 @@ def parser() -> argparse.ArgumentParser:
     flags.add("--log-format", "text", "log line format", choices=("text", "json"))
     flags.add("--log-level", "info", "log level", choices=("debug", "info", "warning", "error"))
     check.add_parser(commands)
+    _EnvDefaults(explain.add_parser(commands)).add(
+        "--url", "http://127.0.0.1:8080", "the running pd-scaler's HTTP address (its --http-port)"
+    )
     simulate_cli.add_parser(commands)
     return top
 
@@ -170,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "check":
         return check.run(args)
+    if args.command == "explain":
+        return explain.run(args)
     if args.command == "simulate":
         return simulate_cli.run(args)
     logs.configure(args.log_format, args.log_level)
