@@ -218,7 +218,8 @@ class Engine:
         gauges.value.set(decision.value)
         gauges.target.set(decision.target)
         gauges.active.set(1.0 if decision.active else 0.0)
-        gauges.unmeasured.set(decision.unmeasured)
+        if gauges.unmeasured is not None:
+            gauges.unmeasured.set(decision.unmeasured)
         key = (ref.namespace, ref.name)
         if self._active.get(key) != decision.active:
             self._active[key] = decision.active
