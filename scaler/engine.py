@@ -14,13 +14,18 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import grpc
+
 from scaler import capacity, signals
+from scaler.admission import Admission
 from scaler.errors import ScalerError
 from scaler.kube import RolePods, check_bound
+from scaler.logs import Once
 from scaler.metrics import Metrics
 from scaler.observations import Decision, DecodeLoad, PrefillHistory
 from scaler.policy import decide_decode, decide_prefill
 from scaler.sources.base import Clock, LagSource, Source, SourcePool
+from scaler.status import StatusBoard
 from scaler.targets import Targets
 from scaler.triggers import DecodeTrigger, PrefillTrigger, TriggerSpec, parse
 
@@ -60,6 +65,7 @@ class Evaluator:
     spec: TriggerSpec
     sources: tuple[Source[Any], ...]
     decide: Callable[[], Decision]
+    policy: str  # shown on /status and by `pd-scaler explain`
     history: Callable[[], PrefillHistory] | None = None  # a capacity prefill's queue history, for coupling
 
 
@@ -80,15 +86,23 @@ class _Memo:
 
 class Engine:
     def __init__(
-        self, sources: SourceProvider, metrics: Metrics, first_sample_wait: float = 2.0, clock: Clock = time.monotonic
+        self,
+        sources: SourceProvider,
+        metrics: Metrics,
+        first_sample_wait: float = 2.0,
+        clock: Clock = time.monotonic,
+        admission: Admission | None = None,
     ) -> None:
         self.sources = sources
+        self.admission = admission or Admission()
         self.metrics = metrics
         self.first_sample_wait = first_sample_wait
         self.clock = clock
         self._evaluators: dict[EvaluatorKey, Evaluator] = {}
         self.targets: Targets[EvaluatorKey] = Targets()
         self._by_object: dict[tuple[str, str], Evaluator] = {}  # the latest evaluator of each ScaledObject
+        self.status = StatusBoard()
+        self._log_once = Once(clock=clock)
         self._evaluators_generation = -1
         self._per_pod: dict[tuple[str, str], tuple[object, dict[signals.PodKey, float]]] = {}
         self.closing = False
@@ -157,7 +171,13 @@ class Engine:
         key = self._key(ref)
         ev = self._evaluators.get(key)
         if ev is None:
-            spec = parse(dict(key[2]))
+            try:
+                self.admission.check_namespace(ref.namespace)
+                spec = parse(dict(key[2]))
+                self.admission.check_sources(spec)
+            except ScalerError as exc:
+                self._failed(ref, exc)
+                raise
             if isinstance(spec, PrefillTrigger):
                 ev = self._prefill(spec)
             else:
@@ -177,6 +197,7 @@ class Engine:
                 spec,
                 (source,),
                 lambda: decide_prefill(spec, source.lag(spec.stream, spec.consumer, spec.max_staleness)),
+                policy="lag",
             )
         settings = capacity.PrefillSettings(spec.prefill_tokens_per_second, spec.ttft, spec.startup_delay, spec.window)
         memo = _Memo()
@@ -188,7 +209,7 @@ class Engine:
             h = history()
             return memo((h,), lambda: capacity.decide_prefill(spec.metric_name, h, settings))
 
-        return Evaluator(spec, (source,), decide, history)
+        return Evaluator(spec, (source,), decide, "capacity (prompt tokens/s)", history)
 
     def _decode(self, ref: Ref, spec: DecodeTrigger) -> Evaluator:
         query = signals.query(spec.metric, spec.kv_engine)
@@ -203,7 +224,7 @@ class Engine:
             in_namespace = {pod: v for (ns, pod), v in values.items() if ns == pods.namespace}
             return decide_decode(spec, pods.pods, in_namespace)
 
-        return Evaluator(spec, (role, prom), decide)
+        return Evaluator(spec, (role, prom), decide, policy=f"{spec.metric} per pod")
 
     def _decode_capacity(self, ref: Ref, spec: DecodeTrigger) -> Evaluator:
         prom = self.sources.prometheus_source(spec, signals.loads_query(spec.kv_engine))
@@ -230,7 +251,7 @@ class Engine:
 
             return memo(inputs, run)
 
-        return Evaluator(spec, (role, prom), decide)
+        return Evaluator(spec, (role, prom), decide, "capacity (sequences)")
 
     def _coupling(self, namespace: str, prefill: str | None) -> capacity.Coupling | None:
         """The prefill role's history and decision for a coupled decode trigger, or why there are none."""
@@ -261,19 +282,22 @@ class Engine:
 
     def _decide(self, ref: Ref, ev: Evaluator) -> Decision:
         labels = (ref.namespace, ref.name, ev.spec.role)
-        self._seen[labels] = self.clock()
+        now = self._seen[labels] = self.clock()
         try:
             decision = ev.decide()
-        except ScalerError:
+        except ScalerError as exc:
             # Only the value says "no answer"; target and activity keep the last real answer, if any.
             self.metrics.so_value.labels(*labels).set(float("nan"))
+            self._failed(ref, exc)
             raise
+        self.status.decided(ref.namespace, ref.name, ev.spec.role, ev.policy, decision, now)
         self.targets.set(self._key(ref), decision.target)
         gauges = self.metrics.scaledobject(*labels)
         gauges.value.set(decision.value)
         gauges.target.set(decision.target)
         gauges.active.set(1.0 if decision.active else 0.0)
-        gauges.unmeasured.set(decision.unmeasured)
+        if gauges.unmeasured is not None:
+            gauges.unmeasured.set(decision.unmeasured)
         key = (ref.namespace, ref.name)
         if self._active.get(key) != decision.active:
             self._active[key] = decision.active
@@ -291,9 +315,21 @@ class Engine:
             )
         return decision
 
-    def activity(self) -> list[dict[str, object]]:
-        """Each ScaledObject asked about lately, and whether its role is active."""
-        return [{"namespace": ns, "name": name, "active": active} for (ns, name), active in self._active.items()]
+    def _failed(self, ref: Ref, exc: ScalerError) -> None:
+        self.status.failed(ref.namespace, ref.name, exc, self.clock())
+        # A trigger KEDA keeps asking about gets the same answer every few seconds: log each error once. A source
+        # that fails logs itself ("source down"), so UNAVAILABLE is left to it.
+        if exc.code != grpc.StatusCode.UNAVAILABLE and self._log_once((ref.namespace, ref.name, exc.message)):
+            suppressed, self._log_once.suppressed = self._log_once.suppressed, 0
+            fields: dict[str, object] = {
+                "namespace": ref.namespace,
+                "scaledobject": ref.name,
+                "code": exc.code.name,
+                "error": exc.message,
+            }
+            if suppressed:
+                fields["suppressed"] = suppressed
+            log.warning("trigger rejected", extra={"fields": fields})
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -311,6 +347,9 @@ class Engine:
                 self._active.pop(labels[:2], None)
                 self.metrics.forget_scaledobject(*labels)
             gone = {labels[:2] for labels in forgotten}
+            gone |= {(e.namespace, e.name) for e in self.status if e.last is None or e.last.at < horizon}
+            for namespace, name in gone:
+                self.status.forget(namespace, name)
             self._evaluators = {k: ev for k, ev in self._evaluators.items() if k[:2] not in gone}
             self._by_object = {k: ev for k, ev in self._by_object.items() if k not in gone}
             self.targets.forget_where(lambda key: key[:2] in gone)  # noqa: B023 (used at once)
