@@ -8,7 +8,7 @@ demand and the target is what one replica sustains within the SLO:
   within the TTFT SLO; against one replica's prefill throughput.
 - decode, in sequences: what the role holds (running + waiting, or its KV cache's worth of sequences if that is
   more), grown by the prefill arrivals forecast over the start-up delay and the prefill backlog about to enter
-  decode; against the sequences one replica runs within the ITL SLO (its seats). Optional bounds keep decode
+  decode; against the sequences one replica runs within the ITL SLO (its seats), its KV cache full at 90 %. Optional bounds keep decode
   within `minDecodePerPrefill`..`maxDecodePerPrefill` replicas per prefill replica.
 
 Rates come from a source's sample history, never from state kept between calls, so two scaler replicas reading
@@ -41,6 +41,9 @@ class DecodeSettings:
     window: float = 60.0
     min_per_prefill: float | None = None  # bounds on decode replicas per prefill replica
     max_per_prefill: float | None = None
+    # A replica's KV cache counts as full at this fill: engines preempt sequences when it runs out, and the running
+    # ones grow a token per step, so a replica at 100 % already holds more than it can serve.
+    kv_target: float = 0.9
 
 
 @dataclass(frozen=True)
@@ -183,7 +186,7 @@ def decide_decode(
         )
     seats = settings.seats
     held = sum(load.running + load.waiting for load in measured)
-    kv = sum(load.kv_fill for load in measured) * seats
+    kv = sum(load.kv_fill for load in measured) / settings.kv_target * seats
     base = max(held, kv)
     parts = [f"holds {held:g} sequences (KV cache worth {kv:.1f})"]
     value = base

@@ -104,10 +104,10 @@ def test_decode_holds_running_and_waiting_or_its_kv_worth_whichever_is_more() ->
     pods = ["d0", "d1"]
     d = decide_decode("m", pods, loads((90, 10, 0.5), (60, 0, 0.7)), DECODE)
     assert (d.value, d.target) == (160.0, 100.0)
-    # Long contexts: KV fill says more than the sequence count.
+    # Long contexts: KV fill says more than the sequence count (a replica's KV counts as full at 90 %).
     d = decide_decode("m", pods, loads((40, 0, 0.95), (30, 0, 0.9)), DECODE)
-    assert d.value == pytest.approx(185.0)
-    assert replicas(d) == 2
+    assert d.value == pytest.approx(185.0 / 0.9)
+    assert replicas(d) == 3
 
 
 def test_decode_anticipates_prefill_arrivals() -> None:
@@ -151,7 +151,7 @@ def test_coupling_never_invents_data() -> None:
 def test_a_stale_or_missing_decode_source_is_an_error() -> None:
     with pytest.raises(SourceUnavailable, match=r"no load series .* for any of the decode role's 2 pods"):
         decide_decode("m", ["d0", "d1"], {}, DECODE)
-    d = decide_decode("m", ["d0", "d1"], {"d0": DecodeLoad(10, 0, 0.1)}, DECODE)
+    d = decide_decode("m", ["d0", "d1"], {"d0": DecodeLoad(10, 0, 0.05)}, DECODE)
     assert (d.value, d.unmeasured) == (10.0, 1)
     assert "no load series for d1" in d.reason
 
