@@ -22,10 +22,12 @@ $(STAMP): pyproject.toml | $(VENV)/bin/pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	rm -f $(VENV)/.installed-* $(VENV)/.runtime-* && touch $@ $(RUNTIME)
 
-# nats-server and prometheus are real servers the tests start; Debian packages them.
+# nats-server and prometheus are real servers the tests start, chromium the browser that renders /status; Debian
+# packages them.
 servers:
-	@command -v nats-server >/dev/null && command -v prometheus >/dev/null || \
-	  ( $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y nats-server prometheus )
+	@command -v nats-server >/dev/null && command -v prometheus >/dev/null && command -v chromium >/dev/null || \
+	  ( $(SUDO) apt-get update && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y nats-server prometheus chromium )
 
 run: $(RUNTIME)
 	$(BIN)/pd-scaler serve

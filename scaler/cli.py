@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
-from scaler import check, demo, logs
+from scaler import check, demo, explain, logs
 from scaler.connections import Connections
 from scaler.durations import duration_arg
 from scaler.http_listener import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS
@@ -132,6 +132,9 @@ def parser() -> argparse.ArgumentParser:
     flags.add("--log-format", "text", "log line format", choices=("text", "json"))
     flags.add("--log-level", "info", "log level", choices=("debug", "info", "warning", "error"))
     check.add_parser(commands)
+    _EnvDefaults(explain.add_parser(commands)).add(
+        "--url", "http://127.0.0.1:8080", "the running pd-scaler's HTTP address (its --http-port)"
+    )
     demo.add_parser(commands, _port)
     simulate_cli.add_parser(commands)
     return top
@@ -141,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "check":
         return check.run(args)
+    if args.command == "explain":
+        return explain.run(args)
     if args.command == "simulate":
         return simulate_cli.run(args)
     if args.command == "demo":

@@ -228,16 +228,18 @@ class Demo:
 
     def _greet(self, server: Server, nats_url: str, trace: Sequence[Request]) -> None:
         a = self.args
-        status = f"http://127.0.0.1:{server.http_port}/status"
+        url = f"http://127.0.0.1:{server.http_port}"
+        # The command as the user can type it: `make demo` runs .venv/bin/pd-scaler, not one on the PATH.
+        command = sys.argv[0] if Path(sys.argv[0]).name == "pd-scaler" else "pd-scaler"
         print(
             f"nats-server (JetStream) on {nats_url}: stream {STREAM}, consumer {CONSUMER}\n"
             f"replaying {len(trace):,} requests of the {TRACE_CREDIT}, at {a.load:g}x its load and {a.speed:g}x "
             f"its speed, against prefill workers of {a.prefill_tokens_per_s:g} tokens/s "
             f"({a.startup_delay:g}s to start)\n"
-            f"pd-scaler: gRPC on 127.0.0.1:{server.grpc_port}, status page {status}\n"
-            f"decisions: below, every {SYNC_PERIOD:g}s of trace time (the HPA's sync period), as the HPA acts on "
-            f"them ({NAMESPACE}/{NAME}, maxReplicaCount {a.max_replicas}); the scaler's view: {status}, or "
-            f"curl -H 'Accept: application/json' {status}\n"
+            f"pd-scaler: gRPC on 127.0.0.1:{server.grpc_port}, status page {url}/status\n"
+            f"decisions below, every {SYNC_PERIOD:g}s of trace time (the HPA's sync period) for {NAMESPACE}/{NAME} "
+            f"(maxReplicaCount {a.max_replicas}); the scaler's own account: {command} explain {NAMESPACE}/{NAME} "
+            f"--url {url}\n"
             "Ctrl-C stops everything.",
             flush=True,
         )
