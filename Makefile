@@ -8,7 +8,7 @@ RUNTIME := $(VENV)/.runtime-$(VERSION)
 STAMP   := $(VENV)/.installed-$(VERSION)
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run demo test lint bench fuzz soak proto servers
+.PHONY: run demo test lint bench frontier fuzz soak proto servers nats-server
 
 $(VENV)/bin/pip:
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,13 @@ servers:
 run: $(RUNTIME)
 	$(BIN)/pd-scaler serve
 
+# The demo needs nats-server only (not the test servers' browser).
+nats-server:
+	@command -v nats-server >/dev/null || \
+	  ( $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y nats-server )
+
 # A local nats-server with Dynamo's prefill queue, a replayed trace, prefill workers and the scaler (Ctrl-C stops).
-demo: $(RUNTIME) servers
+demo: $(RUNTIME) nats-server
 	$(BIN)/pd-scaler demo
 
 test: $(STAMP) servers
@@ -48,6 +53,11 @@ lint: $(STAMP)
 bench: $(STAMP) servers
 	@for b in activation grpc_load source_load simulate; do \
 	  echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
+
+# Each policy's main knob swept on both bundled Azure traces at their recorded rate and at 10x, three seeds each,
+# over two processes: SLO against GPU-hours, Pareto fronts, the oracle and which front dominates which.
+frontier: $(STAMP)
+	$(BIN)/pd-scaler simulate frontier --load-scales 1,10 --seeds 3 --workers 2 --json frontier.json --plot frontier.png
 
 # Long fuzzing of the gRPC server's metadata handling (the suite runs a shorter pass).
 fuzz: $(STAMP)
