@@ -197,11 +197,16 @@ async def test_connection_profile_credentials_reach_nats_and_nothing_else(tmp_pa
 
         token = tmp_path / "token"
         token.write_text(SECRET)
+        creds = tmp_path / "nats.creds"
+        creds.write_text(f"-----BEGIN NATS USER JWT-----\n{SECRET}\n------END NATS USER JWT------\n")
         profiles = tmp_path / "connections.yaml"
         profiles.write_text(
             f"nats:\n"
             f"  dynamo:\n    servers: [{nats_server.url}]\n    user: prefill-scaler\n    password: {SECRET}\n"
             f"  wrong:\n    servers: [{nats_server.url}]\n    user: prefill-scaler\n    password: not-{SECRET}\n"
+            f"  token:\n    servers: [{nats_server.url}]\n    token: {SECRET}\n"
+            f"  inurl:\n    servers: ['nats://prefill-scaler:not-{SECRET}@127.0.0.1:{nats_server.port}']\n"
+            f"  creds:\n    servers: [{nats_server.url}]\n    credsFile: {creds}\n"
             f"prometheus:\n"
             f"  basic:\n    url: http://127.0.0.1:1\n    basicAuth: {{username: u, password: {SECRET}}}\n"
             f"  bearer:\n    url: http://127.0.0.1:1\n    bearerTokenFile: {token}\n"
@@ -228,6 +233,11 @@ async def test_connection_profile_credentials_reach_nats_and_nothing_else(tmp_pa
                     "nats wrong: cannot connect: nats: 'Authorization Violation'"
                 )
                 captured = [error.details()]
+                for profile in ("token", "inurl", "creds"):
+                    error = await rpc_error(stub.GetMetrics(metrics_request(ref(profile))))
+                    assert error is not None
+                    assert error.code() == grpc.StatusCode.UNAVAILABLE
+                    captured.append(error.details())
                 for profile in ("basic", "bearer", "inurl"):
                     meta = {"role": "decode", "prometheusConnection": profile, "podSelector": "app=x"}
                     ref_decode = pb.ScaledObjectRef(name=profile, namespace="dynamo", scalerMetadata=meta)
@@ -240,7 +250,7 @@ async def test_connection_profile_credentials_reach_nats_and_nothing_else(tmp_pa
             p.proc.send_signal(signal.SIGTERM)
             assert p.proc.wait(10) == 0
         captured.append(p.output())
-        assert all(SECRET not in text for text in captured)
+        assert all(SECRET not in text for text in captured), [t for t in captured if SECRET in t]
         assert "nats connected" in p.output()
     finally:
         nats_server.stop()
