@@ -199,7 +199,9 @@ class Engine:
                 lambda: decide_prefill(spec, source.lag(spec.stream, spec.consumer, spec.max_staleness)),
                 policy="lag",
             )
-        settings = capacity.PrefillSettings(spec.prefill_tokens_per_second, spec.ttft, spec.startup_delay, spec.window)
+        settings = capacity.PrefillSettings(
+            spec.prefill_tokens_per_second, spec.ttft, spec.startup_delay, spec.window, spec.burst_memory
+        )
         memo = _Memo()
 
         def history() -> PrefillHistory:
@@ -231,7 +233,12 @@ class Engine:
         role = self.sources.role_source(ref.namespace, ref.name, spec)
         role_max_age = max(spec.max_staleness, 3 * role.interval)
         settings = capacity.DecodeSettings(
-            spec.seats, spec.startup_delay, spec.window, spec.min_decode_per_prefill, spec.max_decode_per_prefill
+            spec.seats,
+            spec.startup_delay,
+            spec.window,
+            spec.burst_memory,
+            spec.min_decode_per_prefill,
+            spec.max_decode_per_prefill,
         )
         memo = _Memo()
         cache: list[tuple[object, dict[signals.PodKey, DecodeLoad]]] = []

@@ -102,6 +102,7 @@ Name = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\s*>.]+$"
 # the sources' histories are sized for them.
 StartupDelay = Annotated[Duration, Field(gt=0, le=600)]
 Window = Annotated[Duration, Field(ge=5, le=300)]
+BurstMemory = Annotated[Duration, Field(ge=0, le=600)]
 MAX_HISTORY_S = 600 + 2 * 300
 
 
@@ -124,6 +125,16 @@ def _startup_field() -> Any:
 
 def _window_field() -> Any:
     return Field("60s", validate_default=True, description="Capacity: rates are measured over this window.")
+
+
+def _burst_field() -> Any:
+    return Field(
+        "10m",
+        alias="burstMemory",
+        validate_default=True,
+        description="Capacity: the busiest quarter-window of prefill arrivals this recent is provisioned for "
+        "(bursts shorter than the start-up delay recur; capacity ordered for one arrives after it).",
+    )
 
 
 class TriggerBase(BaseModel):
@@ -195,6 +206,7 @@ class PrefillTrigger(TriggerBase):
     )
     startup_delay: StartupDelay = _startup_field()
     window: Window = _window_field()
+    burst_memory: BurstMemory = _burst_field()
     prefill_tokens_per_second: PositiveFloat = Field(
         9000.0,
         alias="prefillTokensPerSecond",
@@ -311,6 +323,7 @@ class DecodeTrigger(TriggerBase):
     )
     startup_delay: StartupDelay = _startup_field()
     window: Window = _window_field()
+    burst_memory: BurstMemory = _burst_field()
     prefill_scaled_object: Annotated[str, Field(min_length=1, max_length=253)] | None = Field(
         None,
         alias="prefillScaledObject",

@@ -121,7 +121,8 @@ GPU_MEMORY_WARNING = (
 )
 
 PREFILL_KEYS = (
-    "account, activationLagThreshold, consumer, lagThreshold, maxStaleness, meanPromptTokens, natsConnection, "
+    "account, activationLagThreshold, burstMemory, consumer, lagThreshold, maxStaleness, meanPromptTokens, "
+    "natsConnection, "
     "natsServer, natsServerMonitoringEndpoint, policy, prefillTokensPerSecond, promptTokensField, role, "
     "startupDelay, stream, ttft, useHttps, window"
 )

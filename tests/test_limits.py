@@ -23,7 +23,8 @@ from tests.servers import NatsServer
 
 GET_METRICS = "/externalscaler.ExternalScaler/GetMetrics"
 PREFILL_KEYS = (
-    "account, activationLagThreshold, consumer, lagThreshold, maxStaleness, meanPromptTokens, natsConnection, "
+    "account, activationLagThreshold, burstMemory, consumer, lagThreshold, maxStaleness, meanPromptTokens, "
+    "natsConnection, "
     "natsServer, natsServerMonitoringEndpoint, policy, prefillTokensPerSecond, promptTokensField, role, "
     "startupDelay, stream, ttft, useHttps, window"
 )

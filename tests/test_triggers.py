@@ -82,9 +82,9 @@ def test_keda_nats_jetstream_metadata_works_unchanged() -> None:
         (
             {**NATS, "lagTreshold": "3"},
             "unknown key 'lagTreshold' (did you mean 'lagThreshold'?); prefill triggers accept: account, "
-            "activationLagThreshold, consumer, lagThreshold, maxStaleness, meanPromptTokens, natsConnection, "
-            "natsServer, natsServerMonitoringEndpoint, policy, prefillTokensPerSecond, promptTokensField, role, "
-            "startupDelay, stream, ttft, useHttps, window",
+            "activationLagThreshold, burstMemory, consumer, lagThreshold, maxStaleness, meanPromptTokens, "
+            "natsConnection, natsServer, natsServerMonitoringEndpoint, policy, prefillTokensPerSecond, "
+            "promptTokensField, role, startupDelay, stream, ttft, useHttps, window",
         ),
         ({**NATS, "lagThreshold": "0"}, "key 'lagThreshold': invalid value '0': Input should be greater than 0"),
         ({**NATS, "lagThreshold": "-2"}, "key 'lagThreshold': invalid value '-2': Input should be greater than 0"),
@@ -206,7 +206,7 @@ def test_keda_nats_jetstream_metadata_works_unchanged() -> None:
         (
             {**PROM, "lagThreshold": "5"},
             "unknown key 'lagThreshold' (did you mean 'threshold'?); decode triggers accept: "
-            "activationThreshold, engine, maxDecodePerPrefill, maxStaleness, metric, minDecodePerPrefill, "
+            "activationThreshold, burstMemory, engine, maxDecodePerPrefill, maxStaleness, metric, minDecodePerPrefill, "
             "podSelector, policy, prefillScaledObject, prometheusAddress, prometheusConnection, role, seats, "
             "startupDelay, threshold, window",
         ),

@@ -48,8 +48,11 @@ PD_SCALER_DECODE = {"role": "decode", "prometheusAddress": "http://sim:9090", "t
 LAG = "lag"  # pd-scaler:lag, the threshold policy with its default decode metric
 CAPACITY_PREFILL = {"role": "prefill", "natsServer": "nats://sim:4222", "policy": "capacity"}
 CAPACITY_DECODE = {
-    "role": "decode", "prometheusAddress": "http://sim:9090", "policy": "capacity", "prefillScaledObject": "sim-prefill",
-}  # fmt: skip
+    "role": "decode",
+    "prometheusAddress": "http://sim:9090",
+    "policy": "capacity",
+    "prefillScaledObject": "sim-prefill",
+}
 # Where the profile is read for the capacity knobs: one prefill chunk, and a decode context typical of chat and code
 # traces (prompt plus half the answer, 1-2k tokens).
 DECODE_CONTEXT = 2048
@@ -285,10 +288,10 @@ def pd_scaler_metadata(
         prefill = {**CAPACITY_PREFILL, **knobs[PREFILL], **settings.prefill_metadata}
         decode = {**CAPACITY_DECODE, **knobs[DECODE], **settings.decode_metadata}
         for key, value in policy.options:
-            if key in _PREFILL_KEYS:
-                prefill[key] = value
             if key in _DECODE_KEYS:
                 decode[key] = value
+            if key in _PREFILL_KEYS or key not in _DECODE_KEYS:  # an unknown key gets the prefill schema's error
+                prefill[key] = value
         for metadata in (prefill, decode):
             parse(metadata)
         return {PREFILL: prefill, DECODE: decode}
