@@ -79,12 +79,12 @@ def _check_target(
 ) -> Iterator[tuple[str, str, str, str]]:
     kind = target.get("kind", "Deployment")
     if kind != ADAPTER_KIND:
-        if isinstance(spec, DecodeTrigger) and spec.pod_selector is None:
+        if spec.reads_pods and spec.pod_selector is None:
             yield (
                 where,
                 "spec.scaleTargetRef.kind",
                 "error",
-                (f"decode finds its pods through a {ADAPTER_KIND}; with a {kind} target set metadata.podSelector"),
+                (f"{spec.role} finds its pods through a {ADAPTER_KIND}; with a {kind} target set metadata.podSelector"),
             )
         else:
             yield (
@@ -113,14 +113,14 @@ def _check_scale_to_zero(
 ) -> Iterator[tuple[str, str, str, str]]:
     if not can_scale_to_zero:
         return
-    if isinstance(spec, DecodeTrigger):
+    if spec.reads_pods:
         yield (
             where,
             "spec.minReplicaCount",
             "warning",
             (
-                "decode measures its running pods: at 0 replicas there is nothing to measure and nothing wakes "
-                "the role; set minReplicaCount to 1 or more"
+                f"{spec.role} measures its running pods: at 0 replicas there is nothing to measure and nothing "
+                "wakes the role; set minReplicaCount to 1 or more"
             ),
         )
     elif kind == "external":

@@ -79,8 +79,10 @@ def test_each_mistake_is_reported_with_file_document_and_key(tmp_path: Path) -> 
     f, llm = str(manifest), "ScaledObject llm"
     assert result.stdout.splitlines() == [
         f"{f}:2: {llm}/prefill-typo triggers[0]: metadata: error: unknown key 'lagTreshold' (did you mean "
-        "'lagThreshold'?); prefill triggers accept: account, activationLagThreshold, consumer, lagThreshold, "
-        "maxStaleness, natsConnection, natsServer, natsServerMonitoringEndpoint, role, stream, useHttps",
+        "'lagThreshold'?); prefill triggers accept: account, activationLagThreshold, activationThreshold, consumer, "
+        "engine, lagThreshold, maxStaleness, metric, metricsPath, metricsPort, natsConnection, natsServer, "
+        "natsServerMonitoringEndpoint, podSelector, prometheusAddress, prometheusConnection, role, scrape, "
+        "seriesSelector, stream, threshold, useHttps",
         f"{f}:3: {llm}/value-metric triggers[0]: metricType: error: pd-scaler reports a total over the role with a "
         "per-replica target, which needs AverageValue (desired = ceil(total / target)); Value multiplies by the "
         "current replicas and overshoots",
