@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from scaler.connections import Connections
 from scaler.durations import duration_arg
 from scaler.server import Settings, serve
 from scaler.simulate import cli as simulate_cli
+from scaler.sources.bounded import DEFAULT_MAX_BODY_BYTES
 
 ENV_PREFIX = "PD_SCALER_"
 
@@ -24,6 +26,16 @@ def _positive_duration(text: str) -> float:
     if seconds <= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0")
     return seconds
+
+
+_BYTE_UNITS = {"": 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+
+
+def _byte_size(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+)\s*(Ki|Mi|Gi|)\s*", text)
+    if match is None or int(match[1]) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of bytes above 0, e.g. 16Mi, 512Ki or 1048576")
+    return int(match[1]) * _BYTE_UNITS[match[2]]
 
 
 def _port(text: str) -> int:
@@ -76,6 +88,12 @@ def parser() -> argparse.ArgumentParser:
     flags.add("--tls-cert", None, "PEM certificate for gRPC TLS (with --tls-key)", type=Path)
     flags.add("--tls-key", None, "PEM private key for gRPC TLS", type=Path)
     flags.add("--tls-client-ca", None, "PEM CA: require client certificates signed by it (mutual TLS)", type=Path)
+    flags.add(
+        "--max-source-body-bytes",
+        DEFAULT_MAX_BODY_BYTES,
+        "largest HTTP answer read from a source (Prometheus, NATS /jsz), e.g. 16Mi",
+        type=_byte_size,
+    )
     flags.add("--shutdown-grace", 5.0, "on SIGTERM, how long in-flight calls may take", type=duration_arg)
     flags.add("--log-format", "text", "log line format", choices=("text", "json"))
     flags.add("--log-level", "info", "log level", choices=("debug", "info", "warning", "error"))
@@ -109,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
+        max_source_body_bytes=args.max_source_body_bytes,
     )
     try:
         settings.grpc_credentials()  # refuse a half-configured or unreadable TLS set-up before serving

@@ -6,12 +6,15 @@ metadata. Secrets are `SecretStr`: they print as `**********` in any repr, log o
 
 from __future__ import annotations
 
+import base64
 import ssl
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from scaler.errors import InvalidTrigger
 
@@ -52,10 +55,41 @@ class PrometheusProfile(BaseModel):
     basic_auth: BasicAuth | None = Field(None, alias="basicAuth")
     ca: Path | None = Field(None, description="CA bundle to verify an https URL with.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _credentials_out_of_url(cls, data: Any) -> Any:
+        """`http://user:password@host` is accepted as basic auth, and the URL kept without it: the URL is shown in
+        errors and logs, the credentials never are. Nothing here echoes the URL."""
+        if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+            return data
+        parts = urlsplit(data["url"])
+        if parts.scheme not in ("http", "https"):
+            raise PydanticCustomError("url", "url: expected an http:// or https:// URL")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise PydanticCustomError("url", "url: the port is not a number from 0 to 65535") from None
+        if not parts.hostname:
+            raise PydanticCustomError("url", "url: no host")
+        if "@" not in parts.netloc:
+            return data
+        if data.get("basicAuth") is not None:
+            raise PydanticCustomError("url", "url: credentials are given both in the URL and in basicAuth; keep one")
+        userinfo, _, host = parts.netloc.rpartition("@")
+        user, _, password = userinfo.partition(":")
+        return {
+            **data,
+            "url": urlunsplit(parts._replace(netloc=host)),
+            "basicAuth": {"username": unquote(user), "password": unquote(password)},
+        }
+
     def headers(self) -> dict[str, str]:
         if self.bearer_token_file is not None:
             # Re-read each time: projected service-account tokens rotate.
             return {"Authorization": f"Bearer {self.bearer_token_file.read_text().strip()}"}
+        if self.basic_auth is not None:
+            pair = f"{self.basic_auth.username}:{self.basic_auth.password.get_secret_value()}"
+            return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
         return {}
 
 

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,9 +22,12 @@ from scaler.observations import Decision, RoleSignal
 from scaler.policy import NO_SERIES, decide_prefill, decide_signal
 from scaler.sources.base import Clock, LagSource, Source, SourcePool
 from scaler.sources.pods import PodScrape, PodScrapeSource
+from scaler.targets import Targets
 from scaler.triggers import DecodeTrigger, PrefillTrigger, TriggerSpec, parse
 
 log = logging.getLogger("pd_scaler.engine")
+
+EvaluatorKey = tuple[str, str, frozenset[tuple[str, str]]]
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,8 @@ class Engine:
         self.metrics = metrics
         self.first_sample_wait = first_sample_wait
         self.clock = clock
-        self._evaluators: dict[tuple[str, str, frozenset[tuple[str, str]]], Evaluator] = {}
+        self._evaluators: dict[EvaluatorKey, Evaluator] = {}
+        self.targets: Targets[EvaluatorKey] = Targets()
         self._evaluators_generation = -1
         self._values: dict[tuple[signals.Signal, tuple[signals.Matcher, ...]], tuple[object, signals.Values]] = {}
         self.closing = False
@@ -80,9 +84,10 @@ class Engine:
     # -- the three questions KEDA asks ------------------------------------------------------------------
 
     def metric_spec(self, ref: Ref) -> tuple[str, float]:
-        """Metric name and per-replica target. Starts the sources, so GetMetrics finds a sample."""
+        """Metric name and per-replica target: the latest target a decision gave, else the trigger's.
+        Starts the sources, so GetMetrics finds a sample."""
         spec = self.evaluator(ref).spec
-        return spec.metric_name, spec.target
+        return spec.metric_name, self.targets.get(self._key(ref), spec.target)
 
     async def decide(self, ref: Ref) -> Decision:
         ev = self.evaluator(ref)
@@ -92,23 +97,39 @@ class Engine:
 
     async def activations(self, ref: Ref) -> AsyncIterator[bool]:
         """Yields True when the role is active on open, then on each inactive→active transition only."""
+        sent = False
+        async for decision in self._watch(ref):
+            if decision is None:
+                continue  # the polling path reports errors; a stream only ever says "true"
+            if decision.active and not sent:
+                yield True
+            sent = decision.active
+
+    async def metric_specs(self, ref: Ref) -> AsyncIterator[tuple[str, float]]:
+        """Yields the metric spec on open, then again whenever its target changes (KEDA's StreamMetricSpec)."""
+        sent = None
+        async for _ in self._watch(ref):
+            spec = self.metric_spec(ref)
+            if spec != sent:
+                yield spec
+                sent = spec
+
+    async def _watch(self, ref: Ref) -> AsyncIterator[Decision | None]:
+        """The decision now (None: an error), then again after each update of its sources or its target."""
         ev = self.evaluator(ref)
+        key = self._key(ref)
         for source in ev.sources:
             await source.settled(self.first_sample_wait)
-        sent = False
         with contextlib.ExitStack() as stack:
             for source in ev.sources:
                 stack.enter_context(source.in_use())
             while not self.closing:
                 try:
-                    active = self._decide(ref, ev).active
+                    decision: Decision | None = self._decide(ref, ev)
                 except ScalerError:
-                    pass  # the polling path reports errors; a stream only ever says "true"
-                else:
-                    if active and not sent:
-                        yield True
-                    sent = active
-                await _next_update(ev.sources)
+                    decision = None
+                yield decision
+                await _first([s.next_update() for s in ev.sources] + [self.targets.changed(key)])
 
     # -- wiring ----------------------------------------------------------------------------------------
 
@@ -118,7 +139,7 @@ class Engine:
         if self._evaluators_generation != self.sources.pool.generation:
             self._evaluators.clear()
             self._evaluators_generation = self.sources.pool.generation
-        key = (ref.namespace, ref.name, frozenset(ref.metadata.items()))
+        key = self._key(ref)
         ev = self._evaluators.get(key)
         if ev is None:
             spec = parse(dict(key[2]))
@@ -128,6 +149,10 @@ class Engine:
                 ev = self._signal(ref, spec)
             self._evaluators[key] = ev
         return ev
+
+    @staticmethod
+    def _key(ref: Ref) -> EvaluatorKey:
+        return (ref.namespace, ref.name, frozenset(ref.metadata.items()))
 
     def _prefill(self, spec: PrefillTrigger) -> Evaluator:
         source = self.sources.lag_source(spec)
@@ -182,6 +207,7 @@ class Engine:
             # Only the value says "no answer"; target and activity keep the last real answer, if any.
             self.metrics.so_value.labels(*labels).set(float("nan"))
             raise
+        self.targets.set(self._key(ref), decision.target)
         gauges = self.metrics.scaledobject(*labels)
         gauges.value.set(decision.value)
         gauges.target.set(decision.target)
@@ -225,20 +251,21 @@ class Engine:
                 self.metrics.forget_scaledobject(*labels)
             gone = {labels[:2] for labels in forgotten}
             self._evaluators = {k: ev for k, ev in self._evaluators.items() if k[:2] not in gone}
+            self.targets.forget_where(lambda key: key[:2] in gone)  # noqa: B023 (used at once)
 
     async def close(self) -> None:
         self.closing = True
         await self.sources.close()  # stopping a source wakes the streams watching it
 
 
-async def _next_update(sources: tuple[Source[Any], ...]) -> None:
-    if len(sources) == 1:
-        await sources[0].next_update()
-        return
-    waits = [asyncio.ensure_future(s.next_update()) for s in sources]
-    _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    for w in pending:
-        w.cancel()
+async def _first(waits: list[Coroutine[Any, Any, None]]) -> None:
+    """Returns when the first of `waits` does; the others are cancelled."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def _observe(

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 # Answers take well under a millisecond; the HPA path allows ~3 s in all.
 _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5)
+# KEDA keeps a stream open until the ScaledObject changes or a connection drops: seconds to days.
+_STREAM_BUCKETS = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 24 * 3600.0, 7 * 24 * 3600.0)
 
 
 class _SourceCollector(Collector):
@@ -74,6 +76,13 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.grpc_stream_duration = Histogram(
+            "pd_scaler_grpc_stream_duration_seconds",
+            "How long a stream (StreamIsActive, StreamMetricSpec) stayed open, observed when it ends.",
+            ["method"],
+            buckets=_STREAM_BUCKETS,
+            registry=r,
+        )
         labels = ["namespace", "scaledobject", "role"]
         self.so_value = Gauge(
             "pd_scaler_scaledobject_metric_value",
@@ -109,8 +118,8 @@ class Metrics:
     def watch_sources(self, pool: Iterable[Source[Any]]) -> None:
         self._sources.pools.append(pool)
 
-    def observe_call(self, method: str, code: str, seconds: float | None) -> None:
-        """Count one answered call (and time it, unless `seconds` is None: streams)."""
+    def observe_call(self, method: str, code: str, seconds: float) -> None:
+        """Count one answered call and its time to answer."""
         children = self._calls.get((method, code))
         if children is None:
             children = self._calls[(method, code)] = (
@@ -118,8 +127,12 @@ class Metrics:
                 self.grpc_latency.labels(method),
             )
         children[0].inc()
-        if seconds is not None:
-            children[1].observe(seconds)
+        children[1].observe(seconds)
+
+    def observe_stream(self, method: str, code: str, seconds: float) -> None:
+        """Count one ended stream and how long it was open."""
+        self.grpc_requests.labels(method, code).inc()
+        self.grpc_stream_duration.labels(method).observe(seconds)
 
     def scaledobject(self, namespace: str, name: str, role: str) -> ScaledObjectGauges:
         key = (namespace, name, role)

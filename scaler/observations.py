@@ -51,3 +51,37 @@ class Decision:
     reason: str
     unmeasured: int = 0  # pods of the role without a value
     observation: RoleSignal | None = None  # what the decision was made from (engine and DCGM signals)
+
+
+@dataclass(frozen=True)
+class QueueSample:
+    """One point of a prefill queue's history: what had arrived by `t`, and what was still waiting then.
+
+    `arrived_*` are cumulative since the source started (rates are differences between samples); `backlog_*` is
+    the messages after the consumer's ack floor and their prompt tokens."""
+
+    t: float
+    arrived: int
+    arrived_tokens: float
+    backlog: int
+    backlog_tokens: float
+
+
+@dataclass(frozen=True)
+class PrefillHistory:
+    """A prefill queue's recent samples, oldest first (a bounded ring buffer's snapshot; never empty)."""
+
+    samples: tuple[QueueSample, ...]
+
+    @property
+    def last(self) -> QueueSample:
+        return self.samples[-1]
+
+
+@dataclass(frozen=True)
+class DecodeLoad:
+    """One decode replica's load: sequences it runs and holds waiting, and its KV-cache fill (0 to 1)."""
+
+    running: float
+    waiting: float
+    kv_fill: float

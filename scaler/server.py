@@ -22,6 +22,7 @@ from scaler.metrics import Metrics
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.service import ExternalScaler
+from scaler.sources.bounded import DEFAULT_MAX_BODY_BYTES
 from scaler.sources.live import LiveSources
 
 log = logging.getLogger("pd_scaler.server")
@@ -43,6 +44,7 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None  # set: mutual TLS, clients need a certificate signed by this CA
+    max_source_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     def grpc_credentials(self) -> grpc.ServerCredentials | None:
         """TLS for the gRPC port (KEDA: enableTLS with a TriggerAuthentication), or None for plaintext."""
@@ -71,6 +73,7 @@ class Server:
             idle_timeout=settings.source_idle_timeout,
             kubeconfig=settings.kubeconfig,
             kube_refresh_interval=settings.kube_refresh_interval,
+            max_body_bytes=settings.max_source_body_bytes,
         )
         self.engine = Engine(sources, self.metrics)
         self.health = health_aio.HealthServicer()

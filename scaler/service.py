@@ -72,10 +72,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         return await self._answer("IsActive", self._is_active, request, context)
 
     async def _metric_spec(self, request: pb.ScaledObjectRef) -> pb.GetMetricSpecResponse:
-        name, target = self.engine.metric_spec(_ref(request))
-        # int64 fields for KEDA < 2.17, which ignores the float ones.
-        spec = pb.MetricSpec(metricName=name, targetSizeFloat=target, targetSize=_int64(target))
-        return pb.GetMetricSpecResponse(metricSpecs=[spec])
+        return _spec_response(*self.engine.metric_spec(_ref(request)))
 
     async def _metrics(self, request: pb.GetMetricsRequest) -> pb.GetMetricsResponse:
         d = await self.engine.decide(_ref(request.scaledObjectRef))
@@ -85,12 +82,28 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
     async def _is_active(self, request: pb.ScaledObjectRef) -> pb.IsActiveResponse:
         return pb.IsActiveResponse(result=(await self.engine.decide(_ref(request))).active)
 
+    # grpc.aio tells a stream handler by its being an async generator function, hence the re-yields.
     async def StreamIsActive(self, request: pb.ScaledObjectRef, context: Context) -> AsyncIterator[pb.IsActiveResponse]:
-        # Counted when the stream ends; its duration is KEDA's, not ours, so it is not timed.
+        answers = self.engine.activations(_ref(request))
+        async for answer in self._stream(
+            "StreamIsActive", (pb.IsActiveResponse(result=True) async for _ in answers), context
+        ):
+            yield answer
+
+    async def StreamMetricSpec(
+        self, request: pb.ScaledObjectRef, context: Context
+    ) -> AsyncIterator[pb.GetMetricSpecResponse]:
+        specs = self.engine.metric_specs(_ref(request))
+        async for answer in self._stream("StreamMetricSpec", (_spec_response(*spec) async for spec in specs), context):
+            yield answer
+
+    async def _stream(self, method: str, answers: AsyncIterator[Resp], context: Context) -> AsyncIterator[Resp]:
+        # Counted and timed when the stream ends: its lifetime is KEDA's choice (CANCELLED: KEDA closed it).
+        started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
-            async for _ in self.engine.activations(_ref(request)):
-                yield pb.IsActiveResponse(result=True)
+            async for answer in answers:
+                yield answer
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
             raise
@@ -98,4 +111,10 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
             code, message = _status(exc)
             await context.abort(code, message)
         finally:
-            self.metrics.observe_call("StreamIsActive", code.name, None)
+            self.metrics.observe_stream(method, code.name, time.perf_counter() - started)
+
+
+def _spec_response(name: str, target: float) -> pb.GetMetricSpecResponse:
+    # int64 fields for KEDA < 2.17, which ignores the float ones.
+    spec = pb.MetricSpec(metricName=name, targetSizeFloat=target, targetSize=_int64(target))
+    return pb.GetMetricSpecResponse(metricSpecs=[spec])

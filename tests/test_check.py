@@ -1,12 +1,20 @@
-"""`pd-scaler check`: the shipped examples pass; each mistake a user makes is found, named by file, document and key."""
+"""`pd-scaler check`: the shipped examples pass; each mistake a user makes is found, named by file, line and key;
+files and stdin alike."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import yaml
+
+from scaler.triggers import PrefillTrigger, parse
+
 ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "deploy" / "examples"
 
 BROKEN = """\
 apiVersion: v1
@@ -34,7 +42,7 @@ spec:
   triggers:
     - type: external
       metricType: Value
-      metadata: {scalerAddress: "pd-scaler.keda:9090", role: prefill, natsServer: "nats://nats:4222"}
+      metadata: {scalerAddress: "pd-scaler.keda:9090", role: prefill, natsServer: "nats://nats:4222", lag: "5"}
 ---
 apiVersion: keda.sh/v1alpha1
 kind: ScaledObject
@@ -43,60 +51,360 @@ spec:
   scaleTargetRef: {name: sglang-decode}
   triggers:
     - type: external
-      metadata: {scalerAddress: "pd-scaler.keda:9090", role: decode, prometheusAddress: "http://prom:9090"}
+      metadata: {scalerAddress: "pd-scaler.keda:9090", role: decode, prometheusAddress: "http://prom:9090",
+                 metric: gpu-util}
 ---
 apiVersion: keda.sh/v1alpha1
 kind: ScaledObject
 metadata: {name: prefill-from-zero, namespace: llm}
 spec:
-  scaleTargetRef: {kind: RoleBasedGroupScalingAdapter, name: dynamo-pd-prefill}
+  scaleTargetRef: {kind: RoleBasedGroupScalingAdapter, name: sglang-pd-prefill}
   minReplicaCount: 0
   triggers:
     - type: external
       metadata: {role: prefill, natsServer: "nats://nats:4222"}
 """
 
+# The ScaledObject of the ACK guide "Configure Prefill scaling with KEDA" (Dynamo PD on RBG), as published.
+ACK_GUIDE = """\
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata:
+  name: dynamo-prefill-scaledobject
+spec:
+  pollingInterval: 30                 # For demo. Default: 30 seconds
+  minReplicaCount: 1                  # For demo. Default: 0
+  maxReplicaCount: 6                  # For demo. Default: 100
+  scaleTargetRef:
+    apiVersion: workloads.x-k8s.io/v1alpha1
+    kind: RoleBasedGroupScalingAdapter
+    name: dynamo-pd-prefill           # Specify the Prefill role in the RoleBasedGroup as the scaling target
+  triggers:
+    - type: nats-jetstream
+      metadata:
+        natsServerMonitoringEndpoint: "nats.default.svc.cluster.local:8222"  # NATS service endpoint
+        account: "$G"                       # The default value when a NATS account is not set
+        stream: "dynamo_prefill_queue"      # The name of the PrefillQueue in Dynamo
+        consumer: "worker-group"            # The persistence name of the Consumer in Dynamo
+        lagThreshold: "5"                   # The scaling threshold for the number of pending messages
+        useHttps: "false"                   # Specifies whether to use the HTTPS protocol
+"""
+ACK_TRIGGER_LINES = (14, 21)  # the nats-jetstream trigger: lines 14 to 21, 1-based, inclusive
+ACK_CONVERTED = """\
+    - type: external-push
+      metadata:
+        scalerAddress: pd-scaler.keda.svc.cluster.local:9090
+        role: prefill
+        natsServerMonitoringEndpoint: nats.default.svc.cluster.local:8222
+        account: $G
+        stream: dynamo_prefill_queue
+        consumer: worker-group
+        lagThreshold: '5'
+        useHttps: 'false'"""
+ACK_WARNING = (
+    "ScaledObject default/dynamo-prefill-scaledobject triggers[0]: type: warning: KEDA's built-in nats-jetstream "
+    "scaler on a RoleBasedGroupScalingAdapter: pd-scaler never sees this trigger; for the prefill role use the "
+    "pd-scaler trigger below"
+)
 
-def pd_scaler_check(*files: Path) -> subprocess.CompletedProcess[str]:
+KV_WARNING = (
+    "metadata.threshold: warning: kv-cache threshold {t} is above where a decode replica runs out of sequence slots: "
+    "with its 256 seats (vLLM's max_num_seqs) taken it shows about 0.45 KV-cache fill (the simulator's default "
+    "profile, qwen3-32b-h200-tp2, on the bundled Azure conversation trace; docs/simulate.md), and new requests "
+    "queue for a seat without the fill rising, so the role never scales; use a threshold of 0.4 or less"
+)
+GPU_MEMORY_WARNING = (
+    "metadata.metric: warning: {given}: engines that preallocate the KV cache (vLLM gpu-memory-utilization, SGLang "
+    "mem-fraction-static, TensorRT-LLM) keep every decode pod near 0.95 whatever the load, above the threshold, so "
+    "the HPA adds a replica after each start-up until maxReplicaCount ({max}) and keeps it there; use metric: "
+    "seats (with maxNumSeqs), or kv-cache with threshold 0.4 or less unless your engine allocates as it goes"
+)
+
+
+def pd_scaler_check(*files: Path | str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "scaler", "check", *map(str, files)], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "scaler", "check", *map(str, files)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
-def test_the_shipped_examples_pass() -> None:
-    examples = sorted((ROOT / "deploy" / "examples").glob("*.yaml"))
-    assert examples
-    result = pd_scaler_check(*examples)
+def line_of(text: str, needle: str) -> int:
+    """The 1-based line of the only line containing `needle`."""
+    [number] = [n for n, line in enumerate(text.splitlines(), start=1) if needle in line]
+    return number
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def trigger_lines(path: Path) -> dict[str, int]:
+    """Each ScaledObject's name → the line of its first trigger, from PyYAML's own node marks."""
+    lines = {}
+    for node in yaml.compose_all(path.read_text()):
+        doc = yaml.safe_load(yaml.serialize(node))
+        if doc and doc["kind"] == "ScaledObject":
+            [spec] = [v for k, v in node.value if k.value == "spec"]
+            [triggers] = [v for k, v in spec.value if k.value == "triggers"]
+            lines[doc["metadata"]["name"]] = triggers.value[0].start_mark.line + 1
+    return lines
+
+
+# The examples are alternatives: dynamo-pd-scaledobjects-mtls.yaml replaces dynamo-pd-scaledobjects.yaml.
+PLAIN = sorted(p for p in EXAMPLES.glob("*.yaml") if "mtls" not in p.name)
+MTLS = sorted(p for p in EXAMPLES.glob("*.yaml") if p.name != "dynamo-pd-scaledobjects.yaml")
+# What check finds in them: exactly the decode triggers still at kv-cache 0.8, as (file, ScaledObject).
+EXAMPLE_WARNINGS = {
+    "plain": [
+        ("dynamo-pd-scaledobjects.yaml", "dynamo-pd-decoder"),
+        ("sglang-pd-scaledobjects.yaml", "sglang-pd-decode"),
+    ],
+    "mtls": [
+        ("dynamo-pd-scaledobjects-mtls.yaml", "dynamo-pd-decoder"),
+        ("sglang-pd-scaledobjects.yaml", "sglang-pd-decode"),
+    ],
+}
+
+
+@pytest.mark.parametrize(("files", "warned"), [(PLAIN, "plain"), (MTLS, "mtls")], ids=["plain", "mtls"])
+def test_the_shipped_examples_pass(files: list[Path], warned: str) -> None:
+    result = pd_scaler_check(*files)
     assert result.returncode == 0, result.stdout
-    assert f"{len(examples)} files checked: 0 errors, 0 warnings" in result.stdout
+    expected = [
+        f"{EXAMPLES / file}:{trigger_lines(EXAMPLES / file)[name]}: ScaledObject default/{name} triggers[0]: "
+        + KV_WARNING.format(t="0.8")
+        for file, name in EXAMPLE_WARNINGS[warned]
+    ]
+    scaled_objects = sum(len(trigger_lines(f)) for f in files if not f.name.endswith("-values.yaml"))
+    assert result.stdout.splitlines() == [
+        *expected,
+        f"{len(files)} files, {scaled_objects} ScaledObjects, {scaled_objects} triggers checked: "
+        f"0 errors, {len(expected)} warnings",
+    ]
 
 
-def test_each_mistake_is_reported_with_file_document_and_key(tmp_path: Path) -> None:
-    manifest = tmp_path / "scaledobjects.yaml"
-    manifest.write_text(BROKEN)
+def object_lines(path: Path) -> dict[str, int]:
+    """Each ScaledObject's name → the line its document starts on, from PyYAML's own node marks."""
+    lines = {}
+    for node in yaml.compose_all(path.read_text()):
+        doc = yaml.safe_load(yaml.serialize(node))
+        if doc and doc["kind"] == "ScaledObject":
+            lines[doc["metadata"]["name"]] = node.start_mark.line + 1
+    return lines
+
+
+def test_both_example_sets_together_target_each_adapter_twice() -> None:
+    plain, mtls = EXAMPLES / "dynamo-pd-scaledobjects.yaml", EXAMPLES / "dynamo-pd-scaledobjects-mtls.yaml"
+    result = pd_scaler_check(plain, mtls)
+    assert result.returncode == 1
+    first, second = object_lines(plain), object_lines(mtls)
+    assert [line for line in result.stdout.splitlines() if ": error: " in line] == [
+        f"{mtls}:{second[name]}: ScaledObject default/{name}: spec.scaleTargetRef: error: RoleBasedGroupScalingAdapter "
+        f"{name} is already the target of ScaledObject default/{name} ({plain}:{first[name]}): KEDA refuses a second "
+        "ScaledObject on one target, or their two HPAs fight over its replicas; keep one"
+        for name in ("dynamo-pd-prefill", "dynamo-pd-decoder")
+    ]
+
+
+@pytest.mark.parametrize("via", ["file", "stdin"])
+def test_the_ack_guides_nats_jetstream_trigger_is_flagged_with_the_trigger_to_paste(tmp_path: Path, via: str) -> None:
+    if via == "file":
+        path = write(tmp_path, "scaledobject.yaml", ACK_GUIDE)
+        result, shown = pd_scaler_check(path), str(path)
+    else:
+        result, shown = pd_scaler_check("-", stdin=ACK_GUIDE), "<stdin>"
+    assert result.returncode == 0
+    assert result.stdout == (
+        f"{shown}:{ACK_TRIGGER_LINES[0]}: {ACK_WARNING}\n{ACK_CONVERTED}\n"
+        "1 files, 1 ScaledObjects, 1 triggers checked: 0 errors, 1 warnings\n"
+    )
+
+
+def test_the_pasted_trigger_passes_and_reads_what_the_built_in_read(tmp_path: Path) -> None:
+    lines = ACK_GUIDE.splitlines()
+    start, end = ACK_TRIGGER_LINES
+    converted = "\n".join([*lines[: start - 1], ACK_CONVERTED, *lines[end:]]) + "\n"
+    result = pd_scaler_check("-", stdin=converted)
+    assert result.stdout == "1 files, 1 ScaledObjects, 1 triggers checked: 0 errors, 0 warnings\n"
+    assert result.returncode == 0
+    [trigger] = yaml.safe_load(converted)["spec"]["triggers"]
+    spec = parse(trigger["metadata"])
+    assert isinstance(spec, PrefillTrigger)
+    assert (spec.jsz_url, spec.account, spec.stream, spec.consumer, spec.lag_threshold) == (
+        "http://nats.default.svc.cluster.local:8222",
+        "$G",
+        "dynamo_prefill_queue",
+        "worker-group",
+        5.0,
+    )
+
+
+def test_a_kubectl_list_with_the_built_in_and_pd_scaler_on_one_adapter(tmp_path: Path) -> None:
+    # What `kubectl get scaledobjects -o yaml` prints once both are applied.
+    ack = yaml.safe_load(ACK_GUIDE)
+    ack["metadata"]["namespace"] = "default"
+    ours = next(d for d in yaml.safe_load_all((EXAMPLES / "dynamo-pd-scaledobjects.yaml").read_text()) if d)
+    listed = yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": [ack, ours]}, sort_keys=False)
+    path = write(tmp_path, "cluster.yaml", listed)
+    for result, shown in ((pd_scaler_check(path), str(path)), (pd_scaler_check("-", stdin=listed), "<stdin>")):
+        assert result.returncode == 1
+        lines = result.stdout.splitlines()
+        trigger_line = line_of(listed, "type: nats-jetstream")
+        # Each item's line: the first key of its mapping (after the list's `- `).
+        items = [n for n, line in enumerate(listed.splitlines(), start=1) if line == "- apiVersion: keda.sh/v1alpha1"]
+        assert len(items) == 2
+        assert lines[0].startswith(f"{shown}:{trigger_line}: {ACK_WARNING}")
+        assert lines[-2] == (
+            f"{shown}:{items[1]}: ScaledObject default/dynamo-pd-prefill: spec.scaleTargetRef: error: "
+            "RoleBasedGroupScalingAdapter dynamo-pd-prefill is already the target of ScaledObject "
+            f"default/dynamo-prefill-scaledobject ({shown}:{items[0]}): KEDA refuses a second ScaledObject on one "
+            "target, or their two HPAs fight over its replicas; keep one"
+        )
+        assert lines[-1] == "1 files, 2 ScaledObjects, 2 triggers checked: 1 errors, 1 warnings"
+
+
+def test_each_mistake_is_reported_with_file_line_and_key(tmp_path: Path) -> None:
+    manifest = write(tmp_path, "scaledobjects.yaml", BROKEN)
     result = pd_scaler_check(manifest, tmp_path / "missing.yaml")
     assert result.returncode == 1
     f, llm = str(manifest), "ScaledObject llm"
+    typo = line_of(BROKEN, "lagTreshold") - 1
+    value = line_of(BROKEN, "metricType: Value") - 1
+    deployment = line_of(BROKEN, "role: decode") - 1
+    zero = line_of(BROKEN, "metadata: {role: prefill") - 1
     assert result.stdout.splitlines() == [
-        f"{f}:2: {llm}/prefill-typo triggers[0]: metadata: error: unknown key 'lagTreshold' (did you mean "
+        f"{f}:{typo}: {llm}/prefill-typo triggers[0]: metadata: error: unknown key 'lagTreshold' (did you mean "
         "'lagThreshold'?); prefill triggers accept: account, activationLagThreshold, activationThreshold, consumer, "
         "engine, lagThreshold, maxStaleness, metric, metricsPath, metricsPort, natsConnection, natsServer, "
         "natsServerMonitoringEndpoint, podSelector, prometheusAddress, prometheusConnection, role, scrape, "
         "seriesSelector, stream, threshold, useHttps",
-        f"{f}:3: {llm}/value-metric triggers[0]: metricType: error: pd-scaler reports a total over the role with a "
-        "per-replica target, which needs AverageValue (desired = ceil(total / target)); Value multiplies by the "
-        "current replicas and overshoots",
-        f"{f}:3: {llm}/value-metric triggers[0]: metadata.role: warning: role is 'prefill' but the target adapter "
-        "'dynamo-pd-decoder' looks like the decode role's",
-        f"{f}:4: {llm}/decode-on-deployment triggers[0]: spec.scaleTargetRef.kind: error: decode finds its pods "
-        "through a RoleBasedGroupScalingAdapter; with a Deployment target set metadata.podSelector",
-        f"{f}:4: {llm}/decode-on-deployment triggers[0]: spec.minReplicaCount: warning: decode measures its running "
-        "pods: at 0 replicas there is nothing to measure and nothing wakes the role; set minReplicaCount to 1 or more",
-        f"{f}:5: {llm}/prefill-from-zero triggers[0]: metadata.scalerAddress: error: KEDA needs scalerAddress: the "
-        "pd-scaler Service, host:port",
-        f"{f}:5: {llm}/prefill-from-zero triggers[0]: type: warning: this role can scale to zero: use external-push, "
-        "so the first queued request wakes it at once instead of at the next pollingInterval",
+        # Invalid metadata does not hide the object's other mistakes.
+        f"{f}:{value}: {llm}/value-metric triggers[0]: metadata: error: unknown key 'lag'; prefill triggers "
+        "accept: account, activationLagThreshold, activationThreshold, consumer, engine, lagThreshold, maxStaleness, "
+        "metric, metricsPath, metricsPort, natsConnection, natsServer, natsServerMonitoringEndpoint, podSelector, "
+        "prometheusAddress, prometheusConnection, role, scrape, seriesSelector, stream, threshold, useHttps",
+        f"{f}:{value}: {llm}/value-metric triggers[0]: metricType: error: pd-scaler reports a total over the role "
+        "with a per-replica target, which needs AverageValue (desired = ceil(total / target)); Value multiplies by "
+        "the current replicas and overshoots",
+        f"{f}:{value}: {llm}/value-metric triggers[0]: metadata.role: warning: role is 'prefill' but the target "
+        "adapter 'dynamo-pd-decoder' looks like the decode role's",
+        f"{f}:{deployment}: {llm}/decode-on-deployment triggers[0]: spec.scaleTargetRef.kind: error: decode finds "
+        "its pods through a RoleBasedGroupScalingAdapter; with a Deployment target set metadata.podSelector",
+        f"{f}:{deployment}: {llm}/decode-on-deployment triggers[0]: spec.minReplicaCount: warning: decode measures "
+        "its running pods: at 0 replicas there is nothing to measure and nothing wakes the role; set "
+        "minReplicaCount to 1 or more",
+        f"{f}:{zero}: {llm}/prefill-from-zero triggers[0]: metadata.scalerAddress: error: KEDA needs scalerAddress: "
+        "the pd-scaler Service, host:port",
+        f"{f}:{zero}: {llm}/prefill-from-zero triggers[0]: type: warning: this role can scale to zero: use "
+        "external-push, so the first queued request wakes it at once instead of at the next pollingInterval",
         f"{tmp_path / 'missing.yaml'}:0: file: -: error: cannot read: [Errno 2] No such file or directory: "
         f"'{tmp_path / 'missing.yaml'}'",
-        "2 files checked: 5 errors, 3 warnings",
+        "2 files, 4 ScaledObjects, 5 triggers checked: 6 errors, 3 warnings",
     ]
+
+
+DECODE = """\
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {{name: {name}, namespace: llm}}
+spec:
+  scaleTargetRef: {{apiVersion: workloads.x-k8s.io/v1alpha1, kind: RoleBasedGroupScalingAdapter, name: pd-decode}}
+  minReplicaCount: 1
+  {max}triggers:
+    - type: external
+      metadata:
+        scalerAddress: pd-scaler.keda.svc.cluster.local:9090
+        role: decode
+        prometheusAddress: http://prometheus:9090
+{extra}"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "max_replicas", "expected"),
+    [
+        ("", "", GPU_MEMORY_WARNING.format(given="no metric, so gpu-memory (the default)", max=100)),
+        (
+            "        metric: gpu-memory\n",
+            "maxReplicaCount: 8\n  ",
+            GPU_MEMORY_WARNING.format(given="metric: gpu-memory", max=8),
+        ),
+        ("        metric: kv-cache\n", "", KV_WARNING.format(t="0.8")),  # the default threshold
+        ('        metric: kv-cache\n        threshold: "0.6"\n', "", KV_WARNING.format(t="0.6")),
+        ('        metric: kv-cache\n        engine: sglang\n        threshold: "0.4"\n', "", None),
+        ('        metric: gpu-util\n        threshold: "0.8"\n', "", None),
+    ],
+    ids=["gpu-memory-default", "gpu-memory", "kv-cache-default", "kv-cache-0.6", "kv-cache-0.4", "gpu-util"],
+)
+def test_decode_signals_that_do_not_follow_load_are_warned_about(
+    tmp_path: Path, extra: str, max_replicas: str, expected: str | None
+) -> None:
+    text = DECODE.format(name="decode", max=max_replicas, extra=extra)
+    result = pd_scaler_check("-", stdin=text)
+    assert result.returncode == 0
+    trigger = line_of(text, "- type: external")
+    findings = [f"<stdin>:{trigger}: ScaledObject llm/decode triggers[0]: {expected}"] if expected else []
+    assert result.stdout.splitlines() == [
+        *findings,
+        f"1 files, 1 ScaledObjects, 1 triggers checked: 0 errors, {len(findings)} warnings",
+    ]
+
+
+def test_a_built_in_prometheus_trigger_on_a_decode_adapter_becomes_the_recommended_decode_trigger() -> None:
+    text = """\
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: dynamo-decode, namespace: default}
+spec:
+  scaleTargetRef: {apiVersion: workloads.x-k8s.io/v1alpha1, kind: RoleBasedGroupScalingAdapter, name: dynamo-pd-decoder}
+  minReplicaCount: 1
+  triggers:
+  - type: prometheus
+    metadata:
+      serverAddress: http://prometheus-operated.monitoring.svc:9090
+      query: avg(DCGM_FI_DEV_FB_USED{pod=~"dynamo-pd-decoder.*"})
+      threshold: "60000"
+"""
+    result = pd_scaler_check("-", stdin=text)
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == [
+        "<stdin>:8: ScaledObject default/dynamo-decode triggers[0]: type: warning: KEDA's built-in prometheus "
+        "scaler on a RoleBasedGroupScalingAdapter: pd-scaler never sees this trigger; for the decode role use the "
+        "pd-scaler trigger below (no counterpart for query, threshold)",
+        "  - type: external",  # at the column of the trigger it replaces
+        "    metadata:",
+        "      scalerAddress: pd-scaler.keda.svc.cluster.local:9090",
+        "      role: decode",
+        "      prometheusAddress: http://prometheus-operated.monitoring.svc:9090",
+        "      metric: kv-cache",
+        "      engine: vllm",
+        "      threshold: '0.4'",
+        "1 files, 1 ScaledObjects, 1 triggers checked: 0 errors, 1 warnings",
+    ]
+    pasted = text.split("  - type: prometheus")[0] + "\n".join(result.stdout.splitlines()[1:-1]) + "\n"
+    assert pd_scaler_check("-", stdin=pasted).stdout.endswith("0 errors, 0 warnings\n")
+
+
+def test_unreadable_yaml_on_stdin_is_one_error() -> None:
+    result = pd_scaler_check("-", stdin="kind: ScaledObject\nspec: [unclosed\n")
+    assert result.returncode == 1
+    [error, summary] = result.stdout.splitlines()
+    assert error.startswith("<stdin>:0: file: -: error: cannot read: while parsing a flow sequence")
+    assert summary == "1 files, 0 ScaledObjects, 0 triggers checked: 1 errors, 0 warnings"
+
+
+def test_the_readme_shows_what_check_prints_for_the_ack_guide(tmp_path: Path) -> None:
+    write(tmp_path, "scaledobject.yaml", ACK_GUIDE)
+    result = subprocess.run(
+        [sys.executable, "-m", "scaler", "check", "scaledobject.yaml"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert f"```\n{result.stdout}```\n" in (ROOT / "README.md").read_text()

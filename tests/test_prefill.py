@@ -270,3 +270,23 @@ async def test_nats_unreachable_from_the_start_is_unavailable_naming_server_and_
         "last error: nats nats://127.0.0.1:1: cannot connect: "
         "ConnectionRefusedError: [Errno 111] Connect call failed ('127.0.0.1', 1)"
     )
+
+
+async def test_a_closed_stream_is_counted_and_its_open_time_observed(
+    scaler: Server, stub: Stub, nats_server: NatsServer, js: JetStreamContext
+):
+    ref = prefill_ref(nats_server)
+    for method in (stub.StreamIsActive, stub.StreamMetricSpec):
+        stream = method(ref)
+        await stub.GetMetricSpec(ref)  # the stream is open once a later call is answered
+        stream.cancel()
+
+    async def observed() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        metrics = await scrape(scaler)
+        for method in ("StreamIsActive", "StreamMetricSpec"):
+            assert metrics.get(("pd_scaler_grpc_requests_total", (("code", "CANCELLED"), ("method", method)))) == 1
+            assert metrics.get(("pd_scaler_grpc_stream_duration_seconds_count", (("method", method),))) == 1
+        return metrics
+
+    metrics = await eventually(observed)
+    assert not [k for k in metrics if k[0].startswith("pd_scaler_grpc_request_duration") and "Stream" in str(k[1])]

@@ -55,4 +55,5 @@ def test_wire_names_and_numbers_are_keda_s() -> None:
         ("StreamIsActive", "ScaledObjectRef", "IsActiveResponse", True),
         ("GetMetricSpec", "ScaledObjectRef", "GetMetricSpecResponse", False),
         ("GetMetrics", "GetMetricsRequest", "GetMetricsResponse", False),
+        ("StreamMetricSpec", "ScaledObjectRef", "GetMetricSpecResponse", True),  # KEDA ≥ 2.21, optional
     ]

@@ -131,6 +131,16 @@ def test_a_bad_connections_file_is_refused_without_echoing_it(tmp_path: Path):
     )
 
 
+def test_a_profile_url_with_credentials_and_a_bad_port_is_refused_without_echoing_it(tmp_path: Path):
+    bad = tmp_path / "connections.yaml"
+    bad.write_text(f"prometheus:\n  monitoring:\n    url: http://scaler:{SECRET}@prometheus:badport\n")
+    p = Process(tmp_path, "--connections", str(bad))
+    assert p.proc.wait(10) == 2
+    assert p.output() == (
+        f"pd-scaler: --connections {bad}: prometheus.monitoring: url: the port is not a number from 0 to 65535\n"
+    )
+
+
 async def test_connection_profile_credentials_reach_nats_and_nothing_else(tmp_path: Path):
     nats_server = NatsServer(tmp_path, "--user", "prefill-scaler", "--pass", SECRET)
     nats_server.start()
@@ -153,6 +163,7 @@ async def test_connection_profile_credentials_reach_nats_and_nothing_else(tmp_pa
             f"prometheus:\n"
             f"  basic:\n    url: http://127.0.0.1:1\n    basicAuth: {{username: u, password: {SECRET}}}\n"
             f"  bearer:\n    url: http://127.0.0.1:1\n    bearerTokenFile: {token}\n"
+            f"  inurl:\n    url: http://scaler:{SECRET}@127.0.0.1:1\n"
         )
         p = Process(tmp_path, "--connections", str(profiles), "--log-level", "debug")
         wait_http(f"http://127.0.0.1:{p.http_port}/readyz")
@@ -175,7 +186,7 @@ async def test_connection_profile_credentials_reach_nats_and_nothing_else(tmp_pa
                     "nats wrong: cannot connect: nats: 'Authorization Violation'"
                 )
                 captured = [error.details()]
-                for profile in ("basic", "bearer"):
+                for profile in ("basic", "bearer", "inurl"):
                     meta = {"role": "decode", "prometheusConnection": profile, "podSelector": "app=x"}
                     ref_decode = pb.ScaledObjectRef(name=profile, namespace="dynamo", scalerMetadata=meta)
                     error = await rpc_error(stub.GetMetrics(metrics_request(ref_decode)))

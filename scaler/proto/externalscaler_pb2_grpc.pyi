@@ -37,6 +37,10 @@ class ExternalScalerStub:
     StreamIsActive: _grpc.UnaryStreamMultiCallable[_externalscaler_pb2.ScaledObjectRef, _externalscaler_pb2.IsActiveResponse]
     GetMetricSpec: _grpc.UnaryUnaryMultiCallable[_externalscaler_pb2.ScaledObjectRef, _externalscaler_pb2.GetMetricSpecResponse]
     GetMetrics: _grpc.UnaryUnaryMultiCallable[_externalscaler_pb2.GetMetricsRequest, _externalscaler_pb2.GetMetricsResponse]
+    StreamMetricSpec: _grpc.UnaryStreamMultiCallable[_externalscaler_pb2.ScaledObjectRef, _externalscaler_pb2.GetMetricSpecResponse]
+    """KEDA >= 2.21, optional: the current specs when opened, then again whenever a target changes. KEDA falls
+    back to GetMetricSpec after rebuilding a scaler, so GetMetricSpec must return the latest specs streamed.
+    """
 
 @_typing.type_check_only
 class ExternalScalerAsyncStub(ExternalScalerStub):
@@ -45,6 +49,10 @@ class ExternalScalerAsyncStub(ExternalScalerStub):
     StreamIsActive: _aio.UnaryStreamMultiCallable[_externalscaler_pb2.ScaledObjectRef, _externalscaler_pb2.IsActiveResponse]  # type: ignore[assignment]
     GetMetricSpec: _aio.UnaryUnaryMultiCallable[_externalscaler_pb2.ScaledObjectRef, _externalscaler_pb2.GetMetricSpecResponse]  # type: ignore[assignment]
     GetMetrics: _aio.UnaryUnaryMultiCallable[_externalscaler_pb2.GetMetricsRequest, _externalscaler_pb2.GetMetricsResponse]  # type: ignore[assignment]
+    StreamMetricSpec: _aio.UnaryStreamMultiCallable[_externalscaler_pb2.ScaledObjectRef, _externalscaler_pb2.GetMetricSpecResponse]  # type: ignore[assignment]
+    """KEDA >= 2.21, optional: the current specs when opened, then again whenever a target changes. KEDA falls
+    back to GetMetricSpec after rebuilding a scaler, so GetMetricSpec must return the latest specs streamed.
+    """
 
 class ExternalScalerServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -74,5 +82,15 @@ class ExternalScalerServicer(metaclass=_abc_1.ABCMeta):
         request: _externalscaler_pb2.GetMetricsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_externalscaler_pb2.GetMetricsResponse, _abc.Awaitable[_externalscaler_pb2.GetMetricsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def StreamMetricSpec(
+        self,
+        request: _externalscaler_pb2.ScaledObjectRef,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_externalscaler_pb2.GetMetricSpecResponse], _abc.AsyncIterator[_externalscaler_pb2.GetMetricSpecResponse]]:
+        """KEDA >= 2.21, optional: the current specs when opened, then again whenever a target changes. KEDA falls
+        back to GetMetricSpec after rebuilding a scaler, so GetMetricSpec must return the latest specs streamed.
+        """
 
 def add_ExternalScalerServicer_to_server(servicer: ExternalScalerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 from scaler.errors import NotFound, ScalerError, SourceUnavailable
 from scaler.metrics import Metrics
 from scaler.observations import ConsumerLag
+from scaler.sources.bounded import describe
 
 T = TypeVar("T")
 S = TypeVar("S", bound="Source[Any]")
@@ -103,7 +104,7 @@ class Source(abc.ABC, Generic[T]):
         except ScalerError as exc:
             self._failed(exc)
         except Exception as exc:  # anything else a client library raises is still "this source failed"
-            self._failed(SourceUnavailable(f"{self.name}: {type(exc).__name__}: {exc}".rstrip(": ")))
+            self._failed(SourceUnavailable(f"{self.name}: {describe(exc)}"))
         else:
             self._sample, self._sampled_at, self._error = sample, self.clock(), None
             if self._up is not True:

@@ -12,6 +12,7 @@ from kubernetes.client import ApiClient
 from scaler.connections import Connections, NatsProfile, PrometheusProfile
 from scaler.kube import RolePods, RoleSource, load_api_client
 from scaler.metrics import Metrics
+from scaler.sources import bounded
 from scaler.sources.base import Clock, LagSource, Source, SourcePool
 from scaler.sources.jsz import JszSource
 from scaler.sources.nats import JetStreamLagSource, NatsConnections
@@ -30,8 +31,10 @@ class LiveSources:
         kubeconfig: Path | None = None,
         kube_refresh_interval: float = 5.0,
         clock: Clock = time.monotonic,
+        max_body_bytes: int = bounded.DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self.connections = connections
+        self.max_body_bytes = max_body_bytes  # every HTTP answer read from a source
         self.metrics = metrics
         self.refresh_interval = refresh_interval
         self.kubeconfig = kubeconfig
@@ -46,7 +49,7 @@ class LiveSources:
             url, account = spec.jsz_url, spec.account or "$G"
             return self.pool.get(
                 ("jsz", url, account),
-                lambda: JszSource(url, account, self.refresh_interval, self.metrics, self.clock),
+                lambda: JszSource(url, account, self.refresh_interval, self.metrics, self.clock, self.max_body_bytes),
             )
         if spec.nats_connection is not None:
             label, profile = spec.nats_connection, self.connections.nats_profile(spec.nats_connection)
@@ -83,6 +86,7 @@ class LiveSources:
                 self.refresh_interval,
                 self.metrics,
                 self.clock,
+                self.max_body_bytes,
             ),
         )
 
@@ -107,7 +111,7 @@ class LiveSources:
             ("pods", role.name, port, path),
             lambda: PodScrapeSource(
                 role, port, path, self.refresh_interval, self.metrics, self.clock,
-                role_max_age=max(spec.max_staleness, 3 * role.interval),
+                role_max_age=max(spec.max_staleness, 3 * role.interval), max_bytes=self.max_body_bytes,
             ),
         )  # fmt: skip
 

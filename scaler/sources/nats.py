@@ -22,6 +22,7 @@ from scaler.connections import NatsProfile
 from scaler.errors import NotFound, SourceUnavailable
 from scaler.metrics import Metrics
 from scaler.observations import ConsumerLag
+from scaler.sources import bounded
 from scaler.sources.base import Clock, LagSource
 
 log = logging.getLogger("pd_scaler.sources")
@@ -163,7 +164,13 @@ class JetStreamLagSource(LagSource[ConsumerLag]):
             ) from None
         except Exception as exc:
             raise SourceUnavailable(f"{self.name}: {_describe(exc)}") from None
-        return ConsumerLag(pending=info.num_pending or 0, ack_pending=info.num_ack_pending or 0)
+        try:
+            return ConsumerLag(
+                pending=bounded.count(info.num_pending or 0, "consumer info num_pending"),
+                ack_pending=bounded.count(info.num_ack_pending or 0, "consumer info num_ack_pending"),
+            )
+        except bounded.BadAnswer as exc:
+            raise SourceUnavailable(f"{self.name}: {exc}") from None
 
     def lag(self, stream: str, consumer: str, max_age: float) -> ConsumerLag:
         """The same reader as JszSource's; this source measures only its own stream and consumer."""
@@ -190,5 +197,5 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, asyncio.TimeoutError | nats.errors.TimeoutError):
         return f"no answer within {REQUEST_TIMEOUT:g}s"
     if isinstance(exc, nats.errors.Error) and text.startswith("nats: "):
-        return text  # nats-py's own errors already say what happened
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        return bounded.short(text)  # nats-py's own errors already say what happened
+    return bounded.describe(exc)

@@ -4,7 +4,7 @@ Prometheus in between (seconds fresher than a 15 s scrape, and nothing else to r
 One scraper per pod set (a role's pods, or a podSelector's) and port/path, shared by every ScaledObject that
 reads them: one request per pod per interval, whatever the number of ScaledObjects. A pod that does not answer,
 answers with an error or with something that is not Prometheus text is named with the reason and left out; the
-others still count.
+others still count. Reads are bounded as every source's (`bounded.get`: byte cap, no redirect, no compression).
 
 Only the lines of the metrics some trigger reads are handed to prometheus_client's parser (an engine's page has
 thousands of histogram lines); every line is still checked to look like the text format.
@@ -25,18 +25,13 @@ from scaler.errors import ScalerError, SourceUnavailable
 from scaler.kube import RolePods, check_bound
 from scaler.metrics import Metrics
 from scaler.signals import Series
+from scaler.sources import bounded
 from scaler.sources.base import Clock, Source
 
 REQUEST_TIMEOUT = 2.0
-MAX_BODY_BYTES = 8 * 1024 * 1024  # an engine's page is ~100-300 kB; far more is not an engine's metrics page
 MAX_CONCURRENT = 32  # pods scraped at once
-_ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"  # the classic text format (no OpenMetrics needed)
-_TEXT_TYPES = ("text/plain", "application/openmetrics-text")
+_ACCEPT = {"Accept": "text/plain;version=0.0.4;q=1,*/*;q=0.1"}  # the classic text format
 _SAMPLE = re.compile(r"([A-Za-z_:][A-Za-z0-9_:]*)(?:\{|\s)")
-
-
-class BodyError(Exception):
-    """A pod's answer that cannot be used."""
 
 
 @dataclass(frozen=True)
@@ -49,20 +44,8 @@ class PodScrape:
     failed: Mapping[str, str]  # pod → why it has no series
 
 
-async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The body, or BodyError once it exceeds `limit` bytes (read no further)."""
-    if response.content_length is not None and response.content_length > limit:
-        raise BodyError(f"answer of {response.content_length} bytes, over the {limit}-byte limit")
-    body = bytearray()
-    async for chunk in response.content.iter_chunked(64 * 1024):
-        body += chunk
-        if len(body) > limit:
-            raise BodyError(f"answer over the {limit}-byte limit")
-    return bytes(body)
-
-
 def parse(text: str, names: frozenset[str], pod: str, namespace: str) -> list[Series]:
-    """The samples of `names` in a text-format page, labelled with the pod; BodyError if the page is not
+    """The samples of `names` in a text-format page, labelled with the pod; bounded.BadAnswer if the page is not
     Prometheus text."""
     kept = []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -70,13 +53,13 @@ def parse(text: str, names: frozenset[str], pod: str, namespace: str) -> list[Se
             continue
         match = _SAMPLE.match(line)
         if match is None:
-            raise BodyError(f"not Prometheus text at line {number}: {line[:60]!r}")
+            raise bounded.BadAnswer(f"not Prometheus text at line {number}: {line[:60]!r}")
         if match.group(1) in names:
             kept.append(line)
     try:
         samples = [s for family in text_string_to_metric_families("\n".join(kept) + "\n") for s in family.samples]
     except ValueError as exc:
-        raise BodyError(f"not Prometheus text: {str(exc)[:120]}") from None
+        raise bounded.BadAnswer(f"not Prometheus text: {str(exc)[:120]}") from None
     where = {"pod": pod, "namespace": namespace}
     return [Series({**s.labels, "__name__": s.name, **where}, float(s.value)) for s in samples if s.value == s.value]
 
@@ -97,7 +80,7 @@ class PodScrapeSource(Source[PodScrape]):
         *,
         role_max_age: float = 60.0,
         timeout: float = REQUEST_TIMEOUT,
-        max_bytes: int = MAX_BODY_BYTES,
+        max_bytes: int = bounded.DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         super().__init__(f"scrape :{port}{path} of {role.name}", interval, metrics, clock)
         self.role, self.port, self.path = role, port, path
@@ -122,8 +105,7 @@ class PodScrapeSource(Source[PodScrape]):
         except ScalerError as exc:
             raise SourceUnavailable(f"{self.name}: the role's pods are not known: {exc.message}") from None
         if self._session is None:
-            # No redirects: a pod's metrics are on the pod.
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+            self._session = bounded.session(self.timeout)
         names = self.names
         results = await asyncio.gather(
             *(self._scrape(pod, pods.addresses.get(pod, ""), pods.namespace, names) for pod in pods.pods)
@@ -145,21 +127,12 @@ class PodScrapeSource(Source[PodScrape]):
         assert self._session is not None
         async with self._limit:
             try:
-                async with self._session.get(
-                    f"http://{host}:{self.port}{self.path}", headers={"Accept": _ACCEPT}, allow_redirects=False
-                ) as resp:
-                    if resp.status != 200:
-                        return f"HTTP {resp.status}"
-                    if resp.content_type not in _TEXT_TYPES:
-                        return f"answered {resp.content_type or 'no content type'}, not Prometheus text"
-                    body = await read_capped(resp, self.max_bytes)
-                text = body.decode("utf-8", errors="replace")
-                return parse(text, names, pod, namespace)
-            except asyncio.TimeoutError:
-                return f"no answer within {self.timeout:g}s"
-            except (aiohttp.ClientError, OSError) as exc:
-                return f"{type(exc).__name__}: {exc}"[:200]
-            except BodyError as exc:
+                url = f"http://{host}:{self.port}{self.path}"
+                status, body = await bounded.get(self._session, url, max_bytes=self.max_bytes, headers=_ACCEPT)
+                if status != 200:
+                    return f"HTTP {status}"
+                return parse(body.decode("utf-8", errors="replace"), names, pod, namespace)
+            except bounded.BadAnswer as exc:
                 return str(exc)
 
     async def close(self) -> None:

@@ -4,7 +4,6 @@ have no series."""
 
 from __future__ import annotations
 
-import asyncio
 import math
 import ssl
 import time
@@ -16,6 +15,7 @@ from scaler.connections import PrometheusProfile
 from scaler.errors import SourceUnavailable
 from scaler.metrics import Metrics
 from scaler.signals import Series
+from scaler.sources import bounded
 from scaler.sources.base import Clock, Source
 
 REQUEST_TIMEOUT = 2.0
@@ -32,42 +32,36 @@ class PrometheusSource(Source[tuple[Series, ...]]):
         interval: float,
         metrics: Metrics,
         clock: Clock = time.monotonic,
+        max_body_bytes: int = bounded.DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         super().__init__(f"prometheus {label} query={query}", interval, metrics, clock)
         self.profile = profile
         self.query = query
         self.url = profile.url.rstrip("/") + "/api/v1/query"
+        self.max_body_bytes = max_body_bytes
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
-        p = self.profile
-        ssl_context: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(p.ca)) if p.ca else True
-        auth = (
-            aiohttp.BasicAuth(p.basic_auth.username, p.basic_auth.password.get_secret_value()) if p.basic_auth else None
-        )
-        return aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
-            auth=auth,
-            connector=aiohttp.TCPConnector(ssl=ssl_context),
-        )
+        ca = self.profile.ca
+        return bounded.session(REQUEST_TIMEOUT, ssl_context=ssl.create_default_context(cafile=str(ca)) if ca else True)
 
     async def fetch(self) -> tuple[Series, ...]:
         if self._session is None:
             self._session = self._open()
         try:
             headers = self.profile.headers()
-            async with self._session.get(self.url, params={"query": self.query}, headers=headers) as resp:
-                body = await resp.json(content_type=None)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
-            detail = (
-                f"no answer within {REQUEST_TIMEOUT:g}s"
-                if isinstance(exc, asyncio.TimeoutError)
-                else f"{type(exc).__name__}: {exc}"
+        except OSError as exc:  # a token file that is missing or unreadable
+            raise SourceUnavailable(f"{self.name}: cannot read bearerTokenFile: {bounded.describe(exc)}") from None
+        try:
+            status, body = await bounded.get_json(
+                self._session, self.url, max_bytes=self.max_body_bytes, params={"query": self.query}, headers=headers
             )
-            raise SourceUnavailable(f"{self.name}: {detail}") from None
+        except bounded.BadAnswer as exc:
+            raise SourceUnavailable(f"{self.name}: {exc}") from None
         if not isinstance(body, dict) or body.get("status") != "success":
-            error = body.get("error", "unexpected answer") if isinstance(body, dict) else "unexpected answer"
-            raise SourceUnavailable(f"{self.name}: HTTP {resp.status}: {error}")
+            error = body.get("error") if isinstance(body, dict) else None
+            detail = bounded.short(error) if isinstance(error, str) else "unexpected answer"
+            raise SourceUnavailable(f"{self.name}: HTTP {status}: {detail}")
         return _vector(body)
 
     async def close(self) -> None:

@@ -1,0 +1,227 @@
+"""The capacity policy: each role's demand against one replica's capacity, in one unit. Pure: no clock, no I/O.
+
+KEDA's `AverageValue` turns value and target into `ceil(demand / capacity)` replicas, so the value is the role's
+demand and the target is what one replica sustains within the SLO:
+
+- prefill, in prompt tokens per second: the arrival rate forecast over the start-up delay (capacity ordered now
+  serves a start-up delay later), with queueing head-room for the TTFT SLO, plus the backlog's tokens to drain
+  within the TTFT SLO; against one replica's prefill throughput.
+- decode, in sequences: what the role holds (running + waiting, or its KV cache's worth of sequences if that is
+  more), grown by the prefill arrivals forecast over the start-up delay and the prefill backlog about to enter
+  decode; against the sequences one replica runs within the ITL SLO (its seats). Optional bounds keep decode
+  within `minDecodePerPrefill`..`maxDecodePerPrefill` replicas per prefill replica.
+
+Rates come from a source's sample history, never from state kept between calls, so two scaler replicas reading
+the same sources reach the same answer. Scale-down is held by the burst term: the forecast is at least the
+busiest half-window of the last start-up delay, so replicas go only once a whole start-up delay fits fewer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from scaler.errors import SourceUnavailable
+from scaler.observations import Decision, DecodeLoad, PrefillHistory, QueueSample
+
+
+@dataclass(frozen=True)
+class PrefillSettings:
+    tokens_per_second: float  # prompt tokens one replica prefills per second (its profile)
+    ttft: float = 1.0  # SLO: seconds a prompt may wait beyond its own prefill
+    startup_delay: float = 120.0  # seconds from ordering a replica to its serving
+    window: float = 60.0  # rates are measured over this many seconds
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    seats: float  # sequences one replica runs within the ITL SLO
+    startup_delay: float = 120.0
+    window: float = 60.0
+    min_per_prefill: float | None = None  # bounds on decode replicas per prefill replica
+    max_per_prefill: float | None = None
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Arrivals expected over the start-up delay, per second, and how they were reckoned."""
+
+    now: float  # rate over the last window
+    trend: float  # now + slope over the start-up delay (0 at least)
+    peak: float  # the busiest half-window within the last start-up delay
+    span: float  # seconds of history the rates are taken from
+
+    @property
+    def rate(self) -> float:
+        return max(self.trend, self.peak)
+
+
+@dataclass(frozen=True)
+class PrefillDemand:
+    """The prefill role's demand in prompt tokens per second, in parts."""
+
+    tokens: Forecast
+    messages: Forecast
+    headroom: float  # queueing head-room factor for the TTFT SLO (1 + mean prefill time / ttft)
+    backlog: int
+    backlog_tokens: float
+    drain: float  # backlog tokens / ttft
+
+    @property
+    def value(self) -> float:
+        return self.tokens.rate * self.headroom + self.drain
+
+
+def _at(samples: Sequence[QueueSample], t: float) -> QueueSample:
+    """The newest sample taken at or before `t` (the oldest one if the history starts later)."""
+    lo, hi = 0, len(samples) - 1
+    if samples[0].t >= t:
+        return samples[0]
+    while lo < hi:  # last index with samples[i].t <= t
+        mid = (lo + hi + 1) // 2
+        if samples[mid].t <= t:
+            lo = mid
+        else:
+            hi = mid - 1
+    return samples[lo]
+
+
+def _rate(samples: Sequence[QueueSample], start: float, end: float, tokens: bool) -> float:
+    a, b = _at(samples, start), _at(samples, end)
+    if b.t <= a.t:
+        return 0.0
+    return ((b.arrived_tokens - a.arrived_tokens) if tokens else float(b.arrived - a.arrived)) / (b.t - a.t)
+
+
+def forecast(history: PrefillHistory, startup_delay: float, window: float, tokens: bool = True) -> Forecast:
+    """Arrivals per second to provision for a start-up delay ahead: the current rate extended along its trend
+    (slope between the last two windows, when the history covers them), or the busiest half-window of the last
+    start-up delay, whichever is higher."""
+    samples = history.samples
+    now = samples[-1].t
+    span = now - samples[0].t
+    current = _rate(samples, now - window, now, tokens)
+    trend = current
+    if span >= 2 * window:
+        previous = _rate(samples, now - 2 * window, now - window, tokens)
+        trend = max(0.0, current + (current - previous) / window * startup_delay)
+    bucket = window / 2
+    peak, end = 0.0, now
+    while end > now - startup_delay and end - bucket >= samples[0].t:
+        peak = max(peak, _rate(samples, end - bucket, end, tokens))
+        end -= bucket
+    return Forecast(now=current, trend=trend, peak=peak, span=min(span, max(window, startup_delay)))
+
+
+def prefill_demand(history: PrefillHistory, settings: PrefillSettings) -> PrefillDemand:
+    tokens = forecast(history, settings.startup_delay, settings.window, tokens=True)
+    messages = forecast(history, settings.startup_delay, settings.window, tokens=False)
+    last = history.last
+    # Mean prompt over the window's arrivals (or the backlog's): its prefill time sets the queueing head-room an
+    # M/G/c-like pool needs to keep the wait within the TTFT SLO (utilisation ttft / (ttft + service time)).
+    if messages.now > 0:
+        mean_prompt = tokens.now / messages.now
+    elif last.backlog > 0:
+        mean_prompt = last.backlog_tokens / last.backlog
+    else:
+        mean_prompt = 0.0
+    headroom = 1.0 + mean_prompt / settings.tokens_per_second / settings.ttft
+    return PrefillDemand(
+        tokens=tokens,
+        messages=messages,
+        headroom=headroom,
+        backlog=last.backlog,
+        backlog_tokens=last.backlog_tokens,
+        drain=last.backlog_tokens / settings.ttft,
+    )
+
+
+def decide_prefill(
+    metric_name: str, history: PrefillHistory, settings: PrefillSettings, activation: float = 0.0
+) -> Decision:
+    d = prefill_demand(history, settings)
+    value = d.value
+    active = value > activation
+    f = d.tokens
+    reason = (
+        f"demand {value:.0f} prompt tokens/s against {settings.tokens_per_second:g} per replica "
+        f"(~ {math.ceil(value / settings.tokens_per_second - 1e-9)} replicas): arrivals {f.rate:.0f} tokens/s "
+        f"forecast over the {settings.startup_delay:g}s start-up delay (now {f.now:.0f}, trend {f.trend:.0f}, "
+        f"peak {f.peak:.0f} over {f.span:g}s of history) x {d.headroom:.3f} TTFT head-room + backlog "
+        f"{d.backlog} messages / {d.backlog_tokens:.0f} tokens drained within {settings.ttft:g}s"
+    )
+    return Decision(metric_name, value, settings.tokens_per_second, active, reason)
+
+
+@dataclass(frozen=True)
+class Coupling:
+    """What the decode decision takes from the prefill role: its history and its decision, or why not."""
+
+    history: PrefillHistory | None
+    decision: Decision | None
+    unavailable: str = ""  # why there is no prefill data (then history and decision are None)
+
+
+def decide_decode(
+    metric_name: str,
+    pods: Sequence[str],
+    loads: dict[str, DecodeLoad],
+    settings: DecodeSettings,
+    prefill: Coupling | None = None,
+    activation: float = 0.0,
+) -> Decision:
+    """Sequences the role must hold a start-up delay from now, against one replica's seats.
+
+    Pods without load series are left out and counted as unmeasured; if none has one, that is an error."""
+    measured = [loads[p] for p in pods if p in loads]
+    missing = [p for p in pods if p not in loads]
+    if pods and not measured:
+        raise SourceUnavailable(
+            f"no load series (running, waiting, KV-cache fill) for any of the decode role's {len(pods)} pods "
+            f"({', '.join(pods)}); check that the engines' metrics are scraped and carry the pods' names"
+        )
+    seats = settings.seats
+    held = sum(load.running + load.waiting for load in measured)
+    kv = sum(load.kv_fill for load in measured) * seats
+    base = max(held, kv)
+    parts = [f"holds {held:g} sequences (KV cache worth {kv:.1f})"]
+    value = base
+    if prefill is None:
+        pass
+    elif prefill.history is None:
+        parts.append(f"prefill not coupled: {prefill.unavailable}")
+    else:
+        messages = forecast(prefill.history, settings.startup_delay, settings.window, tokens=False)
+        growth = messages.rate / messages.now if messages.now > 0 else 1.0
+        arriving = prefill.history.last.backlog
+        value = base * max(1.0, growth) + arriving
+        parts.append(f"x {max(1.0, growth):.3f} prefill arrival growth + {arriving} prompts in the prefill queue")
+    if prefill is not None and prefill.decision is not None and prefill.decision.target > 0:
+        value, bound = _bound(value, prefill.decision, settings)
+        if bound:
+            parts.append(bound)
+    elif prefill is not None and (settings.min_per_prefill or settings.max_per_prefill):
+        parts.append("decode:prefill bounds not applied (no prefill decision)")
+    replicas = math.ceil(value / seats - 1e-9)
+    reason = f"demand {value:.1f} sequences against {seats:g} seats per replica (~ {replicas} replicas): " + "; ".join(
+        parts
+    )
+    if missing:
+        reason += f"; no load series for {', '.join(missing)}"
+    return Decision(metric_name, value, seats, value > activation, reason, unmeasured=len(missing))
+
+
+def _bound(value: float, prefill: Decision, settings: DecodeSettings) -> tuple[float, str]:
+    lo, hi = settings.min_per_prefill, settings.max_per_prefill
+    if lo is None and hi is None:
+        return value, ""
+    p = math.ceil(prefill.value / prefill.target - 1e-9)
+    d = math.ceil(value / settings.seats - 1e-9)
+    if lo is not None and d < math.ceil(lo * p - 1e-9):
+        bounded = math.ceil(lo * p - 1e-9)
+        return bounded * settings.seats, f"raised to {bounded} replicas by minDecodePerPrefill {lo:g} x {p} prefill"
+    if hi is not None and p > 0 and d > math.floor(hi * p + 1e-9):
+        bounded = max(1, math.floor(hi * p + 1e-9))
+        return bounded * settings.seats, f"capped at {bounded} replicas by maxDecodePerPrefill {hi:g} x {p} prefill"
+    return value, f"within the decode:prefill bounds for {p} prefill replicas"

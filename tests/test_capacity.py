@@ -1,0 +1,155 @@
+"""The capacity policy as a pure function: exact decisions on hand-built sample histories."""
+
+from __future__ import annotations
+
+import pytest
+
+from scaler.capacity import Coupling, DecodeSettings, PrefillSettings, decide_decode, decide_prefill, forecast
+from scaler.errors import SourceUnavailable
+from scaler.observations import Decision, DecodeLoad, PrefillHistory, QueueSample
+
+PREFILL = PrefillSettings(tokens_per_second=8000.0, ttft=1.0, startup_delay=120.0, window=60.0)
+DECODE = DecodeSettings(seats=100.0, startup_delay=120.0, window=60.0)
+
+
+def history(
+    phases: list[tuple[float, float]], end: float, prompt: int = 1000, backlog: tuple[int, ...] = ()
+) -> PrefillHistory:
+    """One sample a second from 0 to `end`; `phases` = (from time, messages per second) of `prompt` tokens each;
+    the last sample's backlog holds prompts of the lengths given."""
+    samples, arrived = [], 0.0
+    for t in range(int(end) + 1):
+        samples.append(QueueSample(float(t), int(arrived), arrived * prompt, 0, 0.0))
+        rate = [r for start, r in phases if start <= t][-1]
+        arrived += rate
+    last = samples[-1]
+    samples[-1] = QueueSample(last.t, last.arrived, last.arrived_tokens, len(backlog), float(sum(backlog)))
+    return PrefillHistory(tuple(samples))
+
+
+def replicas(d: Decision) -> int:
+    return -int(-d.value // d.target)
+
+
+def test_steady_load() -> None:
+    # 2 prompts/s of 1,000 tokens: 2,000 tokens/s now, along the trend and at the peak; mean prefill time
+    # 1000 / 8000 s gives 1 + 0.125 / 1 s of head-room.
+    d = decide_prefill("m", history([(0, 2)], 300), PREFILL)
+    assert (d.value, d.target, d.active) == (2250.0, 8000.0, True)
+    assert replicas(d) == 1
+    assert "arrivals 2000 tokens/s" in d.reason
+    assert "x 1.125 TTFT head-room" in d.reason
+
+
+def test_step_up_is_extended_over_the_start_up_delay() -> None:
+    # From 2 to 8 prompts/s at t=270: the last minute averages 5,000 tokens/s, the one before 2,000; the slope
+    # (3,000 per 60 s) over the 120 s start-up gives 11,000 tokens/s, above the 8,000 of the last half-window.
+    d = decide_prefill("m", history([(0, 2), (270, 8)], 300), PREFILL)
+    f = forecast(history([(0, 2), (270, 8)], 300), 120.0, 60.0)
+    assert (f.now, f.trend, f.peak) == (5000.0, 11000.0, 8000.0)
+    assert d.value == 11000.0 * 1.125
+    assert replicas(d) == 2
+
+
+def test_a_burst_shorter_than_the_start_up_delay_holds_its_peak_for_one_start_up_delay() -> None:
+    # 20 prompts/s for 30 s (t=200..230) on top of 2/s. At t=300 the trend points down (0), but the busiest
+    # half-window of the last 120 s (210..240: 20 s at 20,000 + 10 s at 2,000) still counts.
+    burst = [(0, 2), (200, 20), (230, 2)]
+    d = decide_prefill("m", history(burst, 300), PREFILL)
+    assert d.value == 14000.0 * 1.125
+    assert replicas(d) == 2
+    # Once a whole start-up delay has passed since the burst, only the steady load is left.
+    assert decide_prefill("m", history(burst, 360), PREFILL).value == 2250.0
+
+
+def test_decay_scales_down_only_when_a_whole_start_up_delay_fits_fewer_replicas() -> None:
+    settings = PrefillSettings(tokens_per_second=4000.0, ttft=1.0, startup_delay=120.0, window=60.0)
+    decay = [(0, 8), (200, 2)]
+    # t=300: 2 prompts/s for 100 s; the half-window 180..210 (20 s at 8,000 + 10 s at 2,000) is in the last 120 s.
+    held = decide_prefill("m", history(decay, 300), settings)
+    assert held.value == 6000.0 * 1.25
+    assert replicas(held) == 2
+    # t=330: the last 120 s hold 2 prompts/s only.
+    down = decide_prefill("m", history(decay, 330), settings)
+    assert down.value == 2000.0 * 1.25
+    assert replicas(down) == 1
+
+
+def test_backlog_is_counted_in_tokens_not_messages() -> None:
+    # Three waiting prompts of 200, 30,000 and 800 tokens and no arrivals: 31,000 tokens to drain within the
+    # 1 s TTFT SLO need four 9,000 tokens/s replicas, where a lag of 3 messages looks like nothing.
+    settings = PrefillSettings(tokens_per_second=9000.0)
+    d = decide_prefill("m", history([(0, 0)], 300, backlog=(200, 30_000, 800)), settings)
+    assert (d.value, d.target) == (31000.0, 9000.0)
+    assert replicas(d) == 4
+    assert "backlog 3 messages / 31000 tokens drained within 1s" in d.reason
+
+
+def test_an_idle_queue_is_inactive_and_a_new_source_answers_from_what_it_has() -> None:
+    idle = decide_prefill("m", history([(0, 0)], 300), PREFILL)
+    assert (idle.value, idle.active) == (0.0, False)
+    # A source that has only 10 s of history: rates over those 10 s, no trend yet.
+    young = decide_prefill("m", history([(0, 2)], 10), PREFILL)
+    assert young.value == 2250.0
+    single = PrefillHistory((QueueSample(5.0, 0, 0.0, 2, 3000.0),))
+    assert decide_prefill("m", single, PREFILL).value == 3000.0
+
+
+def loads(*pods: tuple[float, float, float]) -> dict[str, DecodeLoad]:
+    return {f"d{i}": DecodeLoad(*p) for i, p in enumerate(pods)}
+
+
+def test_decode_holds_running_and_waiting_or_its_kv_worth_whichever_is_more() -> None:
+    pods = ["d0", "d1"]
+    d = decide_decode("m", pods, loads((90, 10, 0.5), (60, 0, 0.7)), DECODE)
+    assert (d.value, d.target) == (160.0, 100.0)
+    # Long contexts: KV fill says more than the sequence count.
+    d = decide_decode("m", pods, loads((40, 0, 0.95), (30, 0, 0.9)), DECODE)
+    assert d.value == pytest.approx(185.0)
+    assert replicas(d) == 2
+
+
+def test_decode_anticipates_prefill_arrivals() -> None:
+    # Prefill arrivals stepped up from 2 to 8 prompts/s: messages forecast 11/s against 5/s now, and 4 prompts
+    # waiting for prefill will enter decode too.
+    prefill = Coupling(history([(0, 2), (270, 8)], 300, backlog=(1000,) * 4), None)
+    d = decide_decode("m", ["d0"], loads((80, 0, 0.4)), DECODE, prefill)
+    assert d.value == pytest.approx(80 * 11 / 5 + 4)
+    assert replicas(d) == 2
+    assert "x 2.200 prefill arrival growth + 4 prompts in the prefill queue" in d.reason
+
+
+def test_coupling_bounds_bind_and_do_not_bind() -> None:
+    pods = ["d0", "d1"]
+    steady = history([(0, 2)], 300)
+    prefill_at_3 = Decision("p", 20000.0, 8000.0, True, "")  # 3 prefill replicas
+    bounded = DecodeSettings(seats=100.0, min_per_prefill=1.0, max_per_prefill=2.0)
+    # 350 sequences = 4 replicas: within 1..2 per prefill replica x 3.
+    d = decide_decode("m", pods, loads((175, 0, 0.1), (175, 0, 0.1)), bounded, Coupling(steady, prefill_at_3))
+    assert d.value == 350.0
+    assert "within the decode:prefill bounds for 3 prefill replicas" in d.reason
+    # 50 sequences would be 1 replica: raised to 3.
+    d = decide_decode("m", pods, loads((25, 0, 0.1), (25, 0, 0.1)), bounded, Coupling(steady, prefill_at_3))
+    assert (d.value, replicas(d)) == (300.0, 3)
+    assert "raised to 3 replicas by minDecodePerPrefill 1 x 3 prefill" in d.reason
+    # 750 sequences would be 8: capped at 6.
+    d = decide_decode("m", pods, loads((375, 0, 0.1), (375, 0, 0.1)), bounded, Coupling(steady, prefill_at_3))
+    assert (d.value, replicas(d)) == (600.0, 6)
+    assert "capped at 6 replicas by maxDecodePerPrefill 2 x 3 prefill" in d.reason
+
+
+def test_coupling_never_invents_data() -> None:
+    bounded = DecodeSettings(seats=100.0, min_per_prefill=1.0)
+    down = Coupling(None, None, "nats n stream=s consumer=c: newest sample is 31.0s old, over maxStaleness 30s")
+    d = decide_decode("m", ["d0"], loads((25, 0, 0.1)), bounded, down)
+    assert d.value == 25.0  # neither anticipation nor the bound
+    assert "prefill not coupled: nats n stream=s consumer=c: newest sample is 31.0s old" in d.reason
+    assert "decode:prefill bounds not applied (no prefill decision)" in d.reason
+
+
+def test_a_stale_or_missing_decode_source_is_an_error() -> None:
+    with pytest.raises(SourceUnavailable, match=r"no load series .* for any of the decode role's 2 pods"):
+        decide_decode("m", ["d0", "d1"], {}, DECODE)
+    d = decide_decode("m", ["d0", "d1"], {"d0": DecodeLoad(10, 0, 0.1)}, DECODE)
+    assert (d.value, d.unmeasured) == (10.0, 1)
+    assert "no load series for d1" in d.reason
