@@ -11,9 +11,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from scaler import check, logs
+from scaler import check, explain, logs
 from scaler.connections import Connections
 from scaler.durations import duration_arg
+from scaler.http_listener import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 from scaler.server import Settings, serve
 from scaler.simulate import cli as simulate_cli
 from scaler.sources.bounded import DEFAULT_MAX_BODY_BYTES
@@ -36,6 +37,16 @@ def _byte_size(text: str) -> int:
     if match is None or int(match[1]) == 0:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a number of bytes above 0, e.g. 16Mi, 512Ki or 1048576")
     return int(match[1]) * _BYTE_UNITS[match[2]]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number above 0")
+    return value
 
 
 def _port(text: str) -> int:
@@ -75,6 +86,18 @@ def parser() -> argparse.ArgumentParser:
     flags.add("--bind-address", "0.0.0.0", "address the gRPC and HTTP servers listen on")
     flags.add("--grpc-port", 9090, "gRPC port (ExternalScaler, health, reflection)", type=_port)
     flags.add("--http-port", 8080, "HTTP port (/metrics, /healthz, /readyz, /status)", type=_port)
+    flags.add(
+        "--http-header-timeout",
+        DEFAULT_HEADER_TIMEOUT,
+        "close an HTTP connection whose request headers take longer, or that is idle this long",
+        type=_positive_duration,
+    )
+    flags.add(
+        "--http-max-connections",
+        DEFAULT_MAX_CONNECTIONS,
+        "open HTTP connections at most; a new one evicts the oldest idle one",
+        type=_positive_int,
+    )
     flags.add("--refresh-interval", 1.0, "how often each source refreshes, e.g. 1s", type=_positive_duration)
     flags.add(
         "--source-idle-timeout",
@@ -98,6 +121,9 @@ def parser() -> argparse.ArgumentParser:
     flags.add("--log-format", "text", "log line format", choices=("text", "json"))
     flags.add("--log-level", "info", "log level", choices=("debug", "info", "warning", "error"))
     check.add_parser(commands)
+    _EnvDefaults(explain.add_parser(commands)).add(
+        "--url", "http://127.0.0.1:8080", "the running pd-scaler's HTTP address (its --http-port)"
+    )
     simulate_cli.add_parser(commands)
     return top
 
@@ -106,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "check":
         return check.run(args)
+    if args.command == "explain":
+        return explain.run(args)
     if args.command == "simulate":
         return simulate_cli.run(args)
     logs.configure(args.log_format, args.log_level)
@@ -128,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
         max_source_body_bytes=args.max_source_body_bytes,
+        http_header_timeout=args.http_header_timeout,
+        http_max_connections=args.http_max_connections,
     )
     try:
         settings.grpc_credentials()  # refuse a half-configured or unreadable TLS set-up before serving

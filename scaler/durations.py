@@ -10,19 +10,17 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in `text`; raises ValueError naming the accepted forms."""
+    """Seconds in `text`; raises ValueError naming the accepted forms (not the text: callers quote it, shortened)."""
     text = text.strip()
     try:
         seconds = float(text)
     except ValueError:
         parts = _PART.findall(text)
         if not parts or "".join(n + u for n, u in parts) != text:
-            raise ValueError(
-                f"{text!r} is not a duration; use a number of seconds or units ms, s, m, h (e.g. 30s, 1m30s)"
-            ) from None
+            raise ValueError("not a duration; use a number of seconds or units ms, s, m, h (e.g. 30s, 1m30s)") from None
         seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
     if not seconds >= 0 or seconds == float("inf"):
-        raise ValueError(f"{text!r} is not a duration: it must be finite and not negative")
+        raise ValueError("not a duration: it must be finite and not negative")
     return seconds
 
 
@@ -31,4 +29,4 @@ def duration_arg(text: str) -> float:
     try:
         return parse_duration(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise argparse.ArgumentTypeError(f"{text.strip()!r} is {exc}") from None

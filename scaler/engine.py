@@ -14,14 +14,18 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import grpc
+
 from scaler import signals
 from scaler.errors import ScalerError
 from scaler.kube import RolePods, check_bound
+from scaler.logs import Once
 from scaler.metrics import Metrics
 from scaler.observations import Decision, RoleSignal
 from scaler.policy import NO_SERIES, decide_prefill, decide_signal
 from scaler.sources.base import Clock, LagSource, Source, SourcePool
 from scaler.sources.pods import PodScrape, PodScrapeSource
+from scaler.status import StatusBoard
 from scaler.targets import Targets
 from scaler.triggers import DecodeTrigger, PrefillTrigger, TriggerSpec, parse
 
@@ -63,6 +67,7 @@ class Evaluator:
     spec: TriggerSpec
     sources: tuple[Source[Any], ...]
     decide: Callable[[], Decision]
+    policy: str  # shown on /status and by `pd-scaler explain`
 
 
 class Engine:
@@ -75,6 +80,8 @@ class Engine:
         self.clock = clock
         self._evaluators: dict[EvaluatorKey, Evaluator] = {}
         self.targets: Targets[EvaluatorKey] = Targets()
+        self.status = StatusBoard()
+        self._log_once = Once(clock=clock)
         self._evaluators_generation = -1
         self._values: dict[tuple[signals.Signal, tuple[signals.Matcher, ...]], tuple[object, signals.Values]] = {}
         self.closing = False
@@ -142,7 +149,11 @@ class Engine:
         key = self._key(ref)
         ev = self._evaluators.get(key)
         if ev is None:
-            spec = parse(dict(key[2]))
+            try:
+                spec = parse(dict(key[2]))
+            except ScalerError as exc:
+                self._failed(ref, exc)
+                raise
             if isinstance(spec, PrefillTrigger) and spec.metric == "queue-lag":
                 ev = self._prefill(spec)
             else:
@@ -160,6 +171,7 @@ class Engine:
             spec,
             (source,),
             lambda: decide_prefill(spec, source.lag(spec.stream, spec.consumer, spec.max_staleness)),
+            policy="lag",
         )
 
     def _signal(self, ref: Ref, spec: TriggerSpec) -> Evaluator:
@@ -186,7 +198,8 @@ class Engine:
             obs = _observe(sig, values, pods, failed, data.name, capacity)
             return decide_signal(spec, obs, pods.pods if pods is not None and not sig.per_worker else None)
 
-        return Evaluator(spec, (role, data) if role is not None else (data,), decide)
+        sources = (role, data) if role is not None else (data,)
+        return Evaluator(spec, sources, decide, policy=f"{spec.metric} per {'worker' if sig.per_worker else 'pod'}")
 
     def _signal_values(
         self, series: tuple[signals.Series, ...], sig: signals.Signal, matchers: tuple[signals.Matcher, ...]
@@ -200,13 +213,15 @@ class Engine:
 
     def _decide(self, ref: Ref, ev: Evaluator) -> Decision:
         labels = (ref.namespace, ref.name, ev.spec.role)
-        self._seen[labels] = self.clock()
+        now = self._seen[labels] = self.clock()
         try:
             decision = ev.decide()
-        except ScalerError:
+        except ScalerError as exc:
             # Only the value says "no answer"; target and activity keep the last real answer, if any.
             self.metrics.so_value.labels(*labels).set(float("nan"))
+            self._failed(ref, exc)
             raise
+        self.status.decided(ref.namespace, ref.name, ev.spec.role, ev.policy, decision, now)
         self.targets.set(self._key(ref), decision.target)
         gauges = self.metrics.scaledobject(*labels)
         gauges.value.set(decision.value)
@@ -230,9 +245,21 @@ class Engine:
             )
         return decision
 
-    def activity(self) -> list[dict[str, object]]:
-        """Each ScaledObject asked about lately, and whether its role is active."""
-        return [{"namespace": ns, "name": name, "active": active} for (ns, name), active in self._active.items()]
+    def _failed(self, ref: Ref, exc: ScalerError) -> None:
+        self.status.failed(ref.namespace, ref.name, exc, self.clock())
+        # A trigger KEDA keeps asking about gets the same answer every few seconds: log each error once. A source
+        # that fails logs itself ("source down"), so UNAVAILABLE is left to it.
+        if exc.code != grpc.StatusCode.UNAVAILABLE and self._log_once((ref.namespace, ref.name, exc.message)):
+            suppressed, self._log_once.suppressed = self._log_once.suppressed, 0
+            fields: dict[str, object] = {
+                "namespace": ref.namespace,
+                "scaledobject": ref.name,
+                "code": exc.code.name,
+                "error": exc.message,
+            }
+            if suppressed:
+                fields["suppressed"] = suppressed
+            log.warning("trigger rejected", extra={"fields": fields})
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -250,6 +277,9 @@ class Engine:
                 self._active.pop(labels[:2], None)
                 self.metrics.forget_scaledobject(*labels)
             gone = {labels[:2] for labels in forgotten}
+            gone |= {(e.namespace, e.name) for e in self.status if e.last is None or e.last.at < horizon}
+            for namespace, name in gone:
+                self.status.forget(namespace, name)
             self._evaluators = {k: ev for k, ev in self._evaluators.items() if k[:2] not in gone}
             self.targets.forget_where(lambda key: key[:2] in gone)  # noqa: B023 (used at once)
 

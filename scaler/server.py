@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from aiohttp import web
 from grpc_health.v1 import _async as health_aio  # health.aio, typed
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -18,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from scaler import http
 from scaler.connections import Connections
 from scaler.engine import Engine
+from scaler.http_listener import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, HttpListener
 from scaler.metrics import Metrics
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
@@ -28,6 +28,10 @@ from scaler.sources.live import LiveSources
 log = logging.getLogger("pd_scaler.server")
 
 SERVICE = pb.DESCRIPTOR.services_by_name["ExternalScaler"].full_name
+# The largest request gRPC accepts (its default is 4 MB). A ScaledObjectRef within the metadata limits
+# (scaler.triggers.MAX_KEYS keys of MAX_KEY_LENGTH + MAX_VALUE_LENGTH ASCII characters) fits; anything larger is
+# refused by gRPC with RESOURCE_EXHAUSTED before Python decodes a byte of it.
+MAX_REQUEST_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class Settings:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None  # set: mutual TLS, clients need a certificate signed by this CA
     max_source_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    http_header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    http_max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     def grpc_credentials(self) -> grpc.ServerCredentials | None:
         """TLS for the gRPC port (KEDA: enableTLS with a TriggerAuthentication), or None for plaintext."""
@@ -77,11 +83,11 @@ class Server:
         )
         self.engine = Engine(sources, self.metrics)
         self.health = health_aio.HealthServicer()
-        self.grpc = grpc.aio.server()
+        self.grpc = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)])
         self.grpc_port = 0
         self.http_port = 0
         self._ready = False
-        self._http: web.AppRunner | None = None
+        self._http: HttpListener | None = None
         self._housekeeping: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -99,11 +105,13 @@ class Server:
         for service in ("", SERVICE):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
 
-        self._http = web.AppRunner(http.app(self.engine, self.metrics, lambda: self._ready), access_log=None)
-        await self._http.setup()
-        site = web.TCPSite(self._http, s.bind_address, s.http_port)
-        await site.start()
-        self.http_port = self._http.addresses[0][1]
+        self._http = HttpListener(
+            http.app(self.engine, self.metrics, lambda: self._ready),
+            max_connections=s.http_max_connections,
+            header_timeout=s.http_header_timeout,
+        )
+        await self._http.start(s.bind_address, s.http_port)
+        self.http_port = self._http.port
         self._housekeeping = asyncio.create_task(self.engine.run(), name="housekeeping")
         self._ready = True
         tls = "mutual" if s.tls_client_ca else "server" if s.tls_cert else "off"
@@ -121,7 +129,7 @@ class Server:
         await self.engine.close()  # ends open StreamIsActive calls
         await stopping
         if self._http:
-            await self._http.cleanup()
+            await self._http.stop()
         log.info("stopped")
 
 

@@ -15,10 +15,11 @@ from typing import Any, TypeVar
 import grpc
 
 from scaler.engine import Engine, Ref
-from scaler.errors import ScalerError
+from scaler.errors import InvalidTrigger, ScalerError, SourceUnavailable
 from scaler.metrics import Metrics
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
+from scaler.triggers import check_size
 
 log = logging.getLogger("pd_scaler.service")
 
@@ -27,13 +28,28 @@ Resp = TypeVar("Resp")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
+# Kubernetes' own limits: a DNS subdomain name and a DNS label namespace.
+MAX_NAME_LENGTH, MAX_NAMESPACE_LENGTH = 253, 63
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _ref(request: pb.ScaledObjectRef) -> Ref:
+    """The call's ScaledObject, its size checked before anything is copied or parsed."""
+    if len(request.name) > MAX_NAME_LENGTH:
+        raise InvalidTrigger(f"the ScaledObject name is {len(request.name)} characters long; at most {MAX_NAME_LENGTH}")
+    if len(request.namespace) > MAX_NAMESPACE_LENGTH:
+        raise InvalidTrigger(
+            f"the namespace is {len(request.namespace)} characters long; at most {MAX_NAMESPACE_LENGTH}"
+        )
+    check_size(request.scalerMetadata)
     return Ref(namespace=request.namespace, name=request.name, metadata=dict(request.scalerMetadata))
 
 
 def _int64(value: float) -> int:
-    """The deprecated int64 fields, for KEDA < 2.17: rounded half up (2.5 → 3), not to even."""
-    return math.floor(value + 0.5)
+    """The deprecated int64 fields, for KEDA < 2.17: rounded half up (2.5 → 3), not to even, within int64."""
+    if math.isnan(value):
+        raise SourceUnavailable("the metric value is not a number")
+    return max(_INT64_MIN, min(_INT64_MAX, math.floor(max(-(2.0**63), min(2.0**63, value)) + 0.5)))
 
 
 def _status(exc: Exception) -> tuple[grpc.StatusCode, str]:
@@ -84,25 +100,33 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
 
     # grpc.aio tells a stream handler by its being an async generator function, hence the re-yields.
     async def StreamIsActive(self, request: pb.ScaledObjectRef, context: Context) -> AsyncIterator[pb.IsActiveResponse]:
-        answers = self.engine.activations(_ref(request))
-        async for answer in self._stream(
-            "StreamIsActive", (pb.IsActiveResponse(result=True) async for _ in answers), context
-        ):
+        def answers(ref: Ref) -> AsyncIterator[pb.IsActiveResponse]:
+            return (pb.IsActiveResponse(result=True) async for _ in self.engine.activations(ref))
+
+        async for answer in self._stream("StreamIsActive", request, answers, context):
             yield answer
 
     async def StreamMetricSpec(
         self, request: pb.ScaledObjectRef, context: Context
     ) -> AsyncIterator[pb.GetMetricSpecResponse]:
-        specs = self.engine.metric_specs(_ref(request))
-        async for answer in self._stream("StreamMetricSpec", (_spec_response(*spec) async for spec in specs), context):
+        def answers(ref: Ref) -> AsyncIterator[pb.GetMetricSpecResponse]:
+            return (_spec_response(*spec) async for spec in self.engine.metric_specs(ref))
+
+        async for answer in self._stream("StreamMetricSpec", request, answers, context):
             yield answer
 
-    async def _stream(self, method: str, answers: AsyncIterator[Resp], context: Context) -> AsyncIterator[Resp]:
+    async def _stream(
+        self,
+        method: str,
+        request: pb.ScaledObjectRef,
+        answers: Callable[[Ref], AsyncIterator[Resp]],
+        context: Context,
+    ) -> AsyncIterator[Resp]:
         # Counted and timed when the stream ends: its lifetime is KEDA's choice (CANCELLED: KEDA closed it).
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
-            async for answer in answers:
+            async for answer in answers(_ref(request)):
                 yield answer
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED

@@ -29,6 +29,16 @@ PREFILL_METRICS = ("queue-lag", "engine-queue", "prefill-tokens")
 ENGINES = ("vllm", "sglang", "dynamo")
 _NATS_KEYS = ("natsServer", "natsConnection", "natsServerMonitoringEndpoint")
 
+# What one trigger's metadata may hold, checked before anything is parsed (`check_size`). KEDA forwards the
+# handful of short keys a user wrote; these leave room for far more, and bound what one call can make us do.
+MAX_KEYS = 64
+MAX_KEY_LENGTH = 128
+MAX_VALUE_LENGTH = 2048
+MAX_SUGGESTIONS = 3  # unknown keys that get a did-you-mean (each costs a fuzzy match against the schema)
+ECHO_LENGTH = 64  # characters of a value quoted back in an error
+# Per-replica targets and activation thresholds: far above any real one, far inside int64 and float precision.
+MAX_TARGET = 1e9
+
 _NATS_SCHEMES = ("nats", "tls")
 _CREDENTIALS_HINT = (
     "credentials are not accepted in trigger metadata (KEDA does not protect it); "
@@ -87,8 +97,8 @@ def _exactly_one(**sources: object) -> None:
 
 
 Duration = Annotated[float, BeforeValidator(_duration)]
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+PositiveFloat = Annotated[float, Field(gt=0, le=MAX_TARGET, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, le=MAX_TARGET, allow_inf_nan=False)]
 Name = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\s*>.]+$")]
 
 
@@ -468,35 +478,67 @@ def _normalise(metadata: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-def _describe(error: Mapping[str, Any], model: type[TriggerBase], given: Mapping[str, str]) -> str:
+def echo(text: str) -> str:
+    """`text` quoted for an error message, cut to ECHO_LENGTH characters: a caller's value is never echoed whole."""
+    if len(text) <= ECHO_LENGTH:
+        return repr(text)
+    return f"{text[:ECHO_LENGTH]!r}… ({len(text)} characters)"
+
+
+def check_size(metadata: Mapping[str, str]) -> None:
+    """InvalidTrigger if the metadata has too many keys or a key or value too long; cheap, so it runs first."""
+    if len(metadata) > MAX_KEYS:
+        raise InvalidTrigger(f"the trigger metadata has {len(metadata)} keys; at most {MAX_KEYS} are accepted")
+    for key, value in metadata.items():
+        if len(key) > MAX_KEY_LENGTH:
+            raise InvalidTrigger(f"key {echo(key)} is {len(key)} characters long; keys have at most {MAX_KEY_LENGTH}")
+        if len(value) > MAX_VALUE_LENGTH:
+            raise InvalidTrigger(
+                f"key {echo(key)}: invalid value {echo(value)}: longer than the {MAX_VALUE_LENGTH} characters accepted"
+            )
+
+
+def _unknown(keys: list[str], model: type[TriggerBase]) -> str:
+    """One clause for all unknown keys; only the first few get a did-you-mean."""
+    accepted = _keys(model)
+    named = []
+    for key in keys[:MAX_SUGGESTIONS]:
+        close = difflib.get_close_matches(key, accepted, n=1)
+        named.append(echo(key) + (f" (did you mean {close[0]!r}?)" if close else ""))
+    more = f" and {len(keys) - MAX_SUGGESTIONS} more" if len(keys) > MAX_SUGGESTIONS else ""
+    noun = "key" if len(keys) == 1 else "keys"
+    return f"unknown {noun} {', '.join(named)}{more}; {model.kind} triggers accept: {', '.join(sorted(accepted))}"
+
+
+def _describe(error: Mapping[str, Any], given: Mapping[str, str]) -> str:
     loc = error["loc"]
     key = str(loc[0]) if loc else ""
-    if error["type"] == "extra_forbidden":
-        accepted = _keys(model)
-        close = difflib.get_close_matches(key, accepted, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"unknown key {key!r}{hint}; {model.kind} triggers accept: {', '.join(sorted(accepted))}"
     if error["type"] == "missing":
         return f"key {key!r} is required"
     if not key:
         return str(error["msg"])
     # Quote what the user wrote, not what an earlier validation step made of it.
-    return f"key {key!r}: invalid value {given.get(key, error['input'])!r}: {error['msg']}"
+    value = given.get(key, error["input"])
+    return f"key {key!r}: invalid value {echo(value) if isinstance(value, str) else repr(value)}: {error['msg']}"
 
 
 def parse(metadata: Mapping[str, str]) -> TriggerSpec:
     """The typed spec for one trigger's metadata, or InvalidTrigger naming the key, value and what is accepted."""
+    check_size(metadata)
     fields = _normalise(metadata)
     role = fields.get("role")
     if role is None:
         raise InvalidTrigger(f"key 'role' is required; accepted values: {', '.join(ROLES)}")
     model = _MODELS.get(role)
     if model is None:
-        raise InvalidTrigger(f"key 'role': invalid value {role!r}; accepted values: {', '.join(ROLES)}")
+        raise InvalidTrigger(f"key 'role': invalid value {echo(role)}; accepted values: {', '.join(ROLES)}")
     try:
         return model.model_validate(fields)  # type: ignore[return-value]
     except ValidationError as exc:
-        raise InvalidTrigger("; ".join(_describe(e, model, fields) for e in exc.errors())) from None
+        errors = exc.errors()
+        unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden")
+        described = [_describe(e, fields) for e in errors if e["type"] != "extra_forbidden"]
+        raise InvalidTrigger("; ".join(described + ([_unknown(unknown, model)] if unknown else []))) from None
 
 
 def metadata_table() -> str:

@@ -1,7 +1,8 @@
 """Fuzzing the running server with random trigger metadata and ScaledObjectRefs (hypothesis).
 
-Every answer must be a valid response or INVALID_ARGUMENT / NOT_FOUND / UNAVAILABLE with a message; never UNKNOWN
-or INTERNAL; and the server keeps serving. Source addresses are only ever loopback ones (or garbage that cannot
+Every answer must be a valid response or INVALID_ARGUMENT / NOT_FOUND / UNAVAILABLE / RESOURCE_EXHAUSTED with a
+message under 1 kB; never UNKNOWN or INTERNAL; and the server keeps serving. Values run up to 1 MB, key counts past
+the limit, keys in any script. Source addresses are only ever loopback ones (or garbage that cannot
 validate): a fuzzer must not send traffic anywhere else. `make fuzz` runs many more examples.
 """
 
@@ -19,12 +20,17 @@ from hypothesis import strategies as st
 
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
-from scaler.triggers import DecodeTrigger, PrefillTrigger
+from scaler.triggers import MAX_KEYS, DecodeTrigger, PrefillTrigger
 from tests.servers import NatsServer, wait_http
 from tests.test_server import Process
 
 EXAMPLES = int(os.environ.get("PD_SCALER_FUZZ_EXAMPLES", "2000"))
-ANSWERED_WITH_ERRORS = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE}
+ANSWERED_WITH_ERRORS = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
 SOURCE_KEYS = {"natsServer", "natsServerMonitoringEndpoint", "prometheusAddress"}
 KEYS = sorted(
     {f.alias or n for model in (PrefillTrigger, DecodeTrigger) for n, f in model.model_fields.items()}
@@ -51,6 +57,7 @@ def _values(nats: NatsServer) -> dict[str, st.SearchStrategy[str]]:
     anything = st.one_of(
         st.text(max_size=30),
         st.text(min_size=5000, max_size=20000),
+        st.integers(10_000, 1_000_000).map(lambda n: "9" * n),  # huge, and a number
         st.sampled_from(["", "0", "-1", "1e309", "nan", "inf", "-0", "1e-320", "5", "0.8", "true", "30s", "-5m"]),
         st.sampled_from(["prefill", "decode", "gpu-memory", "kv-cache", "sglang", "dynamo_prefill_queue"]),
         st.integers().map(str),
@@ -65,12 +72,15 @@ def _metadata(nats: NatsServer) -> st.SearchStrategy[dict[str, str]]:
     from_env = st.sampled_from([k for k in KEYS if k not in SOURCE_KEYS]).flatmap(
         lambda k: st.tuples(st.just(k + "FromEnv"), values[k])
     )
-    unknown = st.tuples(
-        st.text(max_size=40).filter(lambda k: k not in KEYS and not k.endswith("FromEnv")), st.text(max_size=40)
+    unknown_key = st.one_of(
+        st.text(max_size=40), st.text(st.characters(min_codepoint=0x80, codec="utf-8"), min_size=1, max_size=200)
     )
+    unknown = st.tuples(unknown_key.filter(lambda k: k not in KEYS and not k.endswith("FromEnv")), st.text(max_size=40))
     role = st.dictionaries(st.just("role"), st.sampled_from(["prefill", "decode"]), max_size=1)
     pairs = st.lists(st.one_of(known, known, from_env, unknown), max_size=8)
-    return st.tuples(role, pairs).map(lambda rp: {**rp[0], **dict(rp[1])})
+    counts = st.one_of(st.just(0), st.just(0), st.just(0), st.integers(MAX_KEYS - 8, 2000))  # mostly none
+    many = counts.map(lambda n: {f"k{i}": "v" for i in range(n)})
+    return st.tuples(role, pairs, many).map(lambda rpm: {**rpm[2], **rpm[0], **dict(rpm[1])})
 
 
 def _outcome(call: Callable[[], object]) -> tuple[object, grpc.RpcError | None]:
@@ -109,6 +119,7 @@ def test_every_answer_is_valid_or_a_named_error(server: tuple[Process, NatsServe
                 if error is not None:
                     assert error.code() in ANSWERED_WITH_ERRORS, (error.code(), error.details(), metadata)
                     assert error.details(), metadata
+                    assert len(error.details().encode()) < 1024, error.details()
                 else:
                     items = getattr(response, "metricSpecs", None) or getattr(response, "metricValues", None)
                     assert items is None or len(items) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -26,11 +27,14 @@ SECRET = "pd-s3cret-planted"
 
 
 class Process:
-    def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, tmp_path: Path, *args: str, env: dict[str, str] | None = None, nofile: int | None = None
+    ) -> None:
         self.grpc_port, self.http_port = free_port(), free_port()
         self.log = tmp_path / "pd-scaler.log"
         environ = {
-            **os.environ,
+            # As in a pod: not the GRPC_VERBOSITY importing `scaler` set in this process.
+            **{k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"},
             "PD_SCALER_GRPC_PORT": str(self.grpc_port),
             "PD_SCALER_HTTP_PORT": str(self.http_port),
             "PD_SCALER_BIND_ADDRESS": "127.0.0.1",
@@ -38,7 +42,12 @@ class Process:
         }
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "scaler", "serve", *args], env=environ, stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "scaler", "serve", *args],
+                env=environ,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # A pod's usual open-file limit, when a test needs it (a connection flood).
+                preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))) if nofile else None,
             )
 
     def http(self, path: str) -> tuple[int, str]:

@@ -13,6 +13,7 @@ import pytest
 from scaler.simulate import trace
 from scaler.simulate.cli import bundled_profiles, load_profile, load_trace
 from scaler.simulate.cluster import DECODE, PREFILL, Cluster
+from scaler.simulate.deployment import Deployment, StartupDelay
 from scaler.simulate.policies import Settings, parse_policy
 from scaler.simulate.profile import Profile, parse_profile
 from scaler.simulate.simulation import Config, Run, simulate
@@ -45,8 +46,16 @@ def poisson(rate: float, n: int, prompt: int, output: int, seed: int = 0) -> lis
     return out
 
 
-def run_policy(requests: list[Request], profile: Profile, policy: str, **config: Any) -> Run:
-    return asyncio.run(simulate(requests, profile, parse_policy(policy), Settings(), Config(**config)))
+def deployment_of(profile: Profile, startup: float = 120.0) -> Deployment:
+    return Deployment(profile.name, profile, StartupDelay(startup, startup))
+
+
+def run_policy(requests: list[Request], profile: Profile, policy: str, startup: float = 120.0, **config: Any) -> Run:
+    """The model alone: nothing left out of the measurement, no timeout, unless asked."""
+    config = {"warmup": 0.0, "request_timeout": math.inf, "init": (1, 1)} | config
+    return asyncio.run(
+        simulate(requests, deployment_of(profile, startup), parse_policy(policy), Settings(), Config(**config))
+    )
 
 
 # -- traces -------------------------------------------------------------------------------------------------------
@@ -186,7 +195,7 @@ def test_md1_with_the_measured_profile() -> None:
 
 def check_every_request_completed_once(run: Run) -> None:
     for r in run.records:
-        assert r.arrival <= r.admitted <= r.prefill_start < r.prefill_end <= r.first_token <= r.finish
+        assert r.arrival <= r.admitted <= r.prefill_start < r.prefill_end <= r.kv_arrived <= r.first_token <= r.finish
         assert r.finish < math.inf
     # Every record finished, and as many finishes as records: none lost, none served twice.
     assert run.completed == len(run.records)
@@ -199,7 +208,7 @@ def test_every_request_completes_exactly_once_while_replicas_come_and_go(policy:
     for burst in range(4):
         requests += [Request(burst * 900 + i * 0.02, 3000, 200) for i in range(3000)]
     profile = load_profile("qwen3-32b-h200-tp2")
-    run = run_policy(requests, profile, policy, startup_delay=60.0)
+    run = run_policy(requests, profile, policy, startup=60.0)
     check_every_request_completed_once(run)
     assert len(run.records) == len(requests)
     assert max(s.prefill for s in run.timeline) > 1  # it did scale
@@ -207,10 +216,11 @@ def test_every_request_completes_exactly_once_while_replicas_come_and_go(policy:
 
 def test_decode_admits_at_most_max_num_seqs_and_a_removed_replica_finishes_its_work() -> None:
     profile = flat_profile(0.001, max_num_seqs=4)
-    cluster = Cluster([Request(0.0, 10, 100) for _ in range(6)], profile, startup_delay=0.0)
+    cluster = Cluster([Request(0.0, 10, 100) for _ in range(10)], profile, startup=0.0)
     cluster.preload(1, 2)
     cluster.advance(0.001)
-    assert [d.assigned for d in cluster.decode] == [3, 3]
+    # Five each (round-robin); four admitted each, one waiting at each engine.
+    assert [(d.seats, d.n_waiting) for d in cluster.decode] == [(4, 1), (4, 1)]
     cluster.scale(DECODE, 1)  # the newest is removed; it keeps its three requests
     assert cluster.replicas(DECODE) == 1
     assert len(cluster.decode) == 2
@@ -218,17 +228,21 @@ def test_decode_admits_at_most_max_num_seqs_and_a_removed_replica_finishes_its_w
         cluster.advance(cluster.now + 0.05)
         cluster.decode_tick(cluster.now, 0.05)
     assert len(cluster.decode) == 1
-    assert sum(1 for r in cluster.records if r.decode is not None and r.decode.index == 1) == 3
+    assert sum(1 for r in cluster.records if r.decode is not None and r.decode.index == 1) == 5
+    assert cluster.completed == 10
 
 
-def test_gpu_hours_count_every_replica_from_creation_over_the_trace() -> None:
-    requests = [Request(0.0, 10, 1), Request(3600.0, 10, 1)]
-    run = run_policy(requests, flat_profile(), "static:2x3")
-    assert run.gpu_seconds == {PREFILL: pytest.approx(2 * 3600), DECODE: pytest.approx(3 * 3600)}
+def test_gpu_hours_run_to_the_last_finish_and_leave_out_the_warmup() -> None:
+    requests = [Request(0.0, 10, 1), Request(3600.0, 10, 100)]
+    run = run_policy(requests, flat_profile(), "static:2x3", warmup=600.0)
+    last = max(r.finish for r in run.records)
+    assert last > 3601.0  # 100 tokens after the last arrival's prefill
+    assert run.end == last
+    assert run.gpu_seconds == {PREFILL: pytest.approx(2 * (last - 600)), DECODE: pytest.approx(3 * (last - 600))}
 
 
 def test_a_new_replica_serves_after_the_startup_delay() -> None:
-    cluster = Cluster([Request(0.0, 10, 1)], flat_profile(), startup_delay=120.0)
+    cluster = Cluster([Request(0.0, 10, 1)], flat_profile(), startup=120.0)
     cluster.preload(0, 1)
     cluster.scale(PREFILL, 1)
     cluster.advance(119.9)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,27 +27,34 @@ from scaler.simulate.policies import (
     parse_policy,
     pd_scaler_metadata,
 )
+from scaler.simulate.report import Slo
 from scaler.simulate.simulation import Config, simulate
 from scaler.simulate.sources import NAMESPACE, SimClock, SimSources
 from scaler.simulate.trace import Request
-from tests.test_simulate_model import flat_profile, run_policy
+from tests.test_simulate_model import deployment_of, flat_profile, run_policy
 
 PROFILE = load_profile("qwen3-32b-h200-tp2")
 
 
 def test_policy_names() -> None:
-    assert parse_policy("pd-scaler") == Policy("pd-scaler", "pd-scaler", decode_metric="kv-cache")
+    assert parse_policy("pd-scaler") == Policy("pd-scaler", "pd-scaler")
+    assert parse_policy("pd-scaler").decode_metric == "kv-cache"
     assert parse_policy("pd-scaler:gpu-memory").decode_metric == "gpu-memory"
     assert parse_policy("pd-scaler:kv-cache@0.35").decode_threshold == "0.35"
     assert parse_policy(" static:2x1 ").static == (2, 1)
+    assert parse_policy("keda-builtin+lagThreshold=10").options == (("lagThreshold", "10"),)
+    assert pd_scaler_metadata(parse_policy("pd-scaler+lagThreshold=10"), Settings())[PREFILL]["lagThreshold"] == "10"
     for bad, message in [
         ("static:2x0", "P, D >= 1"),
         ("static:0x1", "P, D >= 1"),
         ("static:2", "static:PxD"),
         ("pd-scaler:memory", "decode metric"),
         ("keda", "unknown policy 'keda'"),
+        ("keda-builtin+lag=3", "keda-builtin takes +lagThreshold= and +threshold=, not 'lag'"),
+        ("dynamo-load+prefill_queue_up=x", "prefill_queue_up='x' is not a number"),
+        ("pd-scaler+lagTreshold=3", "unknown key 'lagTreshold'"),
     ]:
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises((ValueError, InvalidTrigger), match=re.escape(message)):
             parse_policy(bad)
 
 
@@ -83,7 +91,7 @@ async def decide(engine: Engine, metadata: dict[str, str]) -> Any:
 
 
 async def test_the_engine_reads_the_modelled_cluster_like_a_real_one() -> None:
-    cluster = Cluster([Request(0.0, 1000, 50) for _ in range(40)], PROFILE, startup_delay=60.0)
+    cluster = Cluster([Request(0.0, 1000, 50) for _ in range(40)], PROFILE, startup=60.0)
     cluster.preload(0, 2)
     cluster.scale(DECODE, 3)  # one decode pod still loading
     cluster.advance(1.0)
@@ -119,7 +127,7 @@ def test_pd_scaler_scales_prefill_on_lag_and_back_after_the_stabilization_window
     # 20 minutes at ~3 replicas' worth of prefill, then a trickle.
     burst = [Request(i * 0.05, 4000, 20) for i in range(24_000)]
     trickle = [Request(1200.0 + i, 500, 20) for i in range(1200)]
-    run = run_policy(burst + trickle, PROFILE, "pd-scaler", startup_delay=60.0)
+    run = run_policy(burst + trickle, PROFILE, "pd-scaler", startup=60.0)
     prefill = {round(s.t): s.prefill for s in run.timeline}
     assert prefill[0] == 1
     assert max(v for t, v in prefill.items() if t < 1200) >= 3
@@ -130,13 +138,17 @@ def test_pd_scaler_scales_prefill_on_lag_and_back_after_the_stabilization_window
 def test_scale_from_zero_on_push_is_immediate_and_polling_waits() -> None:
     requests = [Request(100.0 + i, 500, 10) for i in range(5)]
     settings = Settings(prefill=ScaledObjectSpec(min_replicas=0, cooldown_period=30.0))
-    for policy, started in (("pd-scaler", 100.0), ("keda-builtin", 120.0)):
+    config = Config(warmup=0.0, init=(1, 1))
+    starts = {}
+    for policy in ("pd-scaler", "keda-builtin"):
         run = asyncio.run(
-            simulate(requests, flat_profile(), parse_policy(policy), settings, Config(startup_delay=10.0))
+            simulate(requests, deployment_of(flat_profile(), 10.0), parse_policy(policy), settings, config)
         )
-        # Prefill went to zero after the 30 s cooldown. Push: KEDA scales 0 → 1 at the arrival; polling: at the
-        # next 30 s poll. Then the start-up delay.
-        assert run.records[0].prefill_start == pytest.approx(started + 10.0)
+        starts[policy] = run.records[0].prefill_start
+    # Prefill went to zero after the 30 s cooldown. Push: KEDA scales 0 → 1 at the arrival; polling: at the
+    # next 30 s poll (at its phase). Then the start-up delay.
+    assert starts["pd-scaler"] == pytest.approx(100.0 + 10.0)
+    assert 100.0 + 10.0 < starts["keda-builtin"] <= 100.0 + 30.0 + 10.0
 
 
 class FakeCluster:
@@ -188,7 +200,7 @@ def test_oracle_sizes_each_window_for_its_load() -> None:
     assert plan.prefill == (3, 3, 1, 1)
     assert plan.decode == (1, 1, 1, 1)
     run = run_policy(requests, flat_profile(0.25), "oracle")
-    assert all(r.ttft <= r.prefill_s + 1.0 for r in run.records)
+    assert all(Slo().met(r) for r in run.records)
 
 
 def test_simulate_command_writes_the_table_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -196,23 +208,35 @@ def test_simulate_command_writes_the_table_json_and_plot(tmp_path: Path, capsys:
     lines = [json.dumps({"timestamp": i * 200, "input_length": 2000, "output_length": 30}) for i in range(3000)]
     trace.write_text("\n".join(lines))
     out, png = tmp_path / "summary.json", tmp_path / "plot.png"
-    argv = ["simulate", "--trace", str(trace), "--policy", "static:1x1,pd-scaler", "--load-scale", "2"]
-    argv += ["--window", "0:5m", "--json", str(out), "--plot", str(png), "--no-progress"]
+    argv = ["simulate", "--trace", str(trace), "--policy", "static:2x1,pd-scaler", "--load-scale", "2"]
+    argv += ["--deployment", "h200-tp2"]
+    argv += ["--window", "0:5m", "--json", str(out), "--plot", str(png), "--no-progress", "--seeds", "2"]
+    argv += ["--warmup", "1m"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "trace: trace.jsonl x2: 3,000 requests over 5.0 min (9.99/s), mean prompt 2,000 tokens" in printed
-    assert printed.splitlines()[2].split() == [
-        "policy", "SLO", "met", "TTFT", "p50/p90/p99", "s", "ITL", "p50/p90/p99", "ms", "GPU-h", "P", "GPU-h", "D",
-        "GPU-h", "peak", "PxD",
+    assert "trace: trace.jsonl x2: 3,000 requests over 5.0 min (9.98/s), mean prompt 2,000 tokens" in printed
+    assert "deployment: h200-tp2: qwen3-32b-h200-tp2, TP=2 in a 2-GPU pod, max_num_seqs 256" in printed
+    assert "run: init 2x1, warm-up 60 s, tick 50 ms, request timeout 60 s, seeds 0..1" in printed
+    assert printed.splitlines()[4].split() == [
+        "policy", "SLO", "met", "TTFT", "p50/p90/p99", "s", "ITL", "p90", "ms", "GPU-h", "P", "GPU-h", "D",
+        "GPU-h", "peak", "PxD", "dropped", "unfinished", "preempted", "GPU-h", "vs", "static:2x1",
     ]  # fmt: skip
     summary = json.loads(out.read_text())
     assert summary["trace"]["requests"] == 3000
-    assert set(summary["policies"]) == {"static:1x1", "pd-scaler"}
+    assert set(summary["policies"]) == {"static:2x1", "pd-scaler"}
     for result in summary["policies"].values():
-        assert 0.0 <= result["slo_attainment"] <= 1.0
-        assert set(result["gpu_hours"]) == {"prefill", "decode", "total"}
-        assert set(result["ttft_s"]) == set(result["itl_s"]) == {"p50", "p90", "p99"}
-    assert summary["policies"]["static:1x1"]["gpu_hours"]["total"] == pytest.approx(2 * 2 * 5 / 60, abs=0.01)
+        assert 0.0 <= result["slo_attainment"]["mean"] <= 1.0
+        assert [run["seed"] for run in result["runs"]] == [0, 1]
+    static = summary["policies"]["static:2x1"]
+    assert static["slo_attainment"]["mean"] == 1.0
+    # Three 2-GPU pods from the warm-up's end to the last finish, a second or so after the last arrival.
+    assert 3 * 2 * (300 - 60) / 3600 < static["gpu_hours"]["mean"] < 3 * 2 * (302 - 60) / 3600
+    settings = summary["settings"]
+    assert settings["deployment"]["name"] == "h200-tp2"
+    assert settings["deployment"]["gpus_per_replica"] == 2
+    assert settings["simulation"]["warmup_s"] == 60.0
+    assert settings["seeds"] == [0, 1]
+    assert "pd-scaler vs static:2x1: SLO " in printed
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -222,12 +246,27 @@ def test_simulate_command_writes_the_table_json_and_plot(tmp_path: Path, capsys:
         (["--policy", "magic"], "unknown policy 'magic'"),
         (["--decode-metadata", "metric=kv-cache,threshold=2"], "key 'threshold': invalid value '2'"),
         (["--decode-replicas", "0:4"], "MIN must be at least 1"),
-        (["--profile", "nope"], "no profile 'nope'"),
+        (["--deployment", "nope"], "no deployment 'nope'"),
         (["--window", "2h:3h"], "no request in that window"),
     ],
 )
 def test_simulate_command_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--startup-delay", "5m..1m"], "write a duration (120s) or a range LOW..HIGH"),
+        (["--init", "2"], "'2': write PxD"),
+        (["--seeds", "0"], "'0': must be a whole number >= 1"),
+    ],
+)
+def test_simulate_flags_are_checked(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit:
+        main(["simulate", *argv])
+    assert exit.value.code == 2
     assert message in capsys.readouterr().err
 
 
@@ -253,6 +292,6 @@ def test_a_role_that_never_activates_is_reported_not_waited_for(
     stamps = [0, 120_000, 120_001, 120_002]
     trace.write_text("\n".join(json.dumps({"timestamp": t, "input_length": 9, "output_length": 9}) for t in stamps))
     argv = ["simulate", "--trace", str(trace), "--policy", "pd-scaler", "--prefill-replicas", "0:2"]
-    argv += ["--cooldown-period", "1s", "--prefill-metadata", "activationLagThreshold=10"]
+    argv += ["--cooldown-period", "1s", "--prefill-metadata", "activationLagThreshold=10", "--request-timeout", "1h"]
     assert main(argv) == 1
-    assert "pd-scaler: 1 of 4 requests finished 0.166667 h after the last arrival" in capsys.readouterr().err
+    assert "pd-scaler: 1 of 4 requests finished or dropped 0.166667 h after the last arrival" in capsys.readouterr().err

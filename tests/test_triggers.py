@@ -111,7 +111,7 @@ def test_keda_nats_jetstream_metadata_works_unchanged() -> None:
         ),
         (
             {**NATS, "maxStaleness": "forever"},
-            "key 'maxStaleness': invalid value 'forever': 'forever' is not a duration; use a number of seconds "
+            "key 'maxStaleness': invalid value 'forever': not a duration; use a number of seconds "
             "or units ms, s, m, h (e.g. 30s, 1m30s)",
         ),
         ({**NATS, "maxStaleness": "0s"}, "key 'maxStaleness': invalid value '0s': Input should be greater than 0"),

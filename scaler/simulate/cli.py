@@ -1,6 +1,8 @@
-"""`pd-scaler simulate`: replay a request trace through the modelled PD cluster under each policy, and compare.
+"""`pd-scaler simulate`: replay a request trace through the modelled PD cluster under each policy, and compare;
+`pd-scaler simulate frontier`: sweep each policy's main knob and compare the fronts.
 
-The I/O of the simulator lives here: reading the trace and the profile, the progress bar, writing JSON and PNG.
+The I/O of the simulator lives here: reading traces, deployments and profiles, the progress bar, writing JSON
+and PNG.
 """
 
 from __future__ import annotations
@@ -28,13 +30,17 @@ from scaler.simulate.autoscaling import (
     ScalingPolicy,
     ScalingRules,
 )
-from scaler.simulate.policies import DEFAULT_POLICIES, POLICIES, Settings, parse_policy, pd_scaler_metadata
+from scaler.simulate.cluster import ROUTERS
+from scaler.simulate.deployment import Deployment, StartupDelay, override, parse_deployment, parse_startup
+from scaler.simulate.policies import DEFAULT_POLICIES, Policy, Settings, parse_policy, pd_scaler_metadata, usage
 from scaler.simulate.profile import Profile, parse_profile
-from scaler.simulate.report import Slo, json_summary, summarize, table
-from scaler.simulate.simulation import Config, Run, SimulationStuck, compare
+from scaler.simulate.report import Slo, aggregate, comparisons, json_policies, summarize, table
+from scaler.simulate.simulation import Config, Run, SimulationStuck, compare, rng
 
-BUNDLED_TRACE = "azure_llm_2023_conv.csv"
-DEFAULT_PROFILE = "qwen3-32b-h200-tp2"
+BUNDLED_TRACES = ("azure_llm_2023_conv.csv", "azure_llm_2023_code.csv")
+BUNDLED_TRACE = BUNDLED_TRACES[0]
+DEFAULT_DEPLOYMENT = "ack-dynamo-guide"
+DEPLOYMENT_SUFFIX = ".deployment.yaml"
 BASELINE = "static:2x1"  # the guides' 2P1D
 
 
@@ -43,13 +49,24 @@ def _data() -> Any:
 
 
 def bundled_profiles() -> list[str]:
-    return sorted(p.name.removesuffix(".yaml") for p in _data().iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name.removesuffix(".yaml")
+        for p in _data().iterdir()
+        if p.name.endswith(".yaml") and not p.name.endswith(DEPLOYMENT_SUFFIX)
+    )
+
+
+def bundled_deployments() -> list[str]:
+    return sorted(
+        p.name.removesuffix(DEPLOYMENT_SUFFIX) for p in _data().iterdir() if p.name.endswith(DEPLOYMENT_SUFFIX)
+    )
 
 
 def load_trace(path: Path | None, fmt: str = "auto") -> tuple[str, list[traces.Request]]:
-    """The trace's name and requests; the bundled Azure conversation trace when `path` is None."""
-    if path is None:
-        return f"{BUNDLED_TRACE} (bundled)", traces.parse_azure((_data() / BUNDLED_TRACE).read_text())
+    """The trace's name and requests: a file, or a bundled trace by file name (the conversation trace when None)."""
+    if path is None or (str(path) in BUNDLED_TRACES and not path.exists()):
+        bundled = BUNDLED_TRACE if path is None else str(path)
+        return f"{bundled} (bundled)", traces.parse_azure((_data() / bundled).read_text())
     text = path.read_text()
     if fmt == "auto":
         fmt = "mooncake" if path.suffix in (".jsonl", ".json") or text.lstrip().startswith("{") else "azure"
@@ -57,19 +74,30 @@ def load_trace(path: Path | None, fmt: str = "auto") -> tuple[str, list[traces.R
     return path.name, parse(text)
 
 
-def load_profile(name_or_path: str) -> Profile:
-    """A bundled profile by name, or a YAML/JSON profile file."""
-    if name_or_path in bundled_profiles():
-        text = (_data() / f"{name_or_path}.yaml").read_text()
+def _document(name_or_path: str, bundled: list[str], suffix: str, what: str) -> dict[str, Any]:
+    if name_or_path in bundled:
+        text = (_data() / f"{name_or_path}{suffix}").read_text()
     else:
         path = Path(name_or_path)
         if not path.is_file():
-            raise ValueError(f"no profile {name_or_path!r}: give a file or one of {', '.join(bundled_profiles())}")
+            raise ValueError(f"no {what} {name_or_path!r}: give a file or one of {', '.join(bundled)}")
         text = path.read_text()
     data = yaml.safe_load(text)
     if not isinstance(data, dict):
-        raise ValueError(f"profile {name_or_path!r} is not a YAML/JSON mapping")
-    return parse_profile(data)
+        raise ValueError(f"{what} {name_or_path!r} is not a YAML/JSON mapping")
+    return data
+
+
+def load_profile(name_or_path: str) -> Profile:
+    """A bundled profile by name, or a YAML/JSON profile file."""
+    return parse_profile(_document(name_or_path, bundled_profiles(), ".yaml", "profile"))
+
+
+def load_deployment(name_or_path: str) -> Deployment:
+    """A bundled deployment by name, or a YAML/JSON deployment file (its profile: bundled, or a file)."""
+    return parse_deployment(
+        _document(name_or_path, bundled_deployments(), DEPLOYMENT_SUFFIX, "deployment"), load_profile
+    )
 
 
 # -- argument types -----------------------------------------------------------------------------------------------
@@ -128,41 +156,71 @@ def _metadata(text: str) -> dict[str, str]:
     return out
 
 
-def add_parser(commands: Any) -> None:
-    """Register `simulate` on the top-level parser's subcommands."""
-    p: argparse.ArgumentParser = commands.add_parser(
-        "simulate",
-        help="replay a request trace through a modelled PD cluster and compare scaling policies",
-        description=(
-            "Replay a request trace through a modelled prefill/decode cluster, autoscaled by each policy in turn "
-            "(pd-scaler's real engine behind an emulation of KEDA + HPA, and the alternatives), and report TTFT, "
-            "ITL, SLO attainment and GPU-hours. See docs/simulate.md."
-        ),
-    )
+def _startup(text: str) -> StartupDelay:
+    try:
+        return parse_startup(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _shape(text: str) -> tuple[int, int]:
+    p, sep, d = text.partition("x")
+    if not (sep and p.isdigit() and d.isdigit() and int(p) >= 0 and int(d) >= 1):
+        raise argparse.ArgumentTypeError(f"{text!r}: write PxD, e.g. 2x1 (D >= 1)")
+    return int(p), int(d)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a whole number >= 1")
+    return int(text)
+
+
+def _scales(text: str) -> list[float]:
+    return [_positive(s) for s in text.split(",") if s.strip()]
+
+
+def _common(p: argparse.ArgumentParser, frontier: bool) -> None:
     w = p.add_argument_group("workload")
-    w.add_argument("--trace", type=Path, metavar="FILE", help=f"trace file (default: the bundled {BUNDLED_TRACE})")
+    if frontier:
+        w.add_argument(
+            "--trace",
+            type=Path,
+            action="append",
+            metavar="FILE",
+            help=f"trace file or bundled trace, repeat for several (default: {' and '.join(BUNDLED_TRACES)})",
+        )
+        w.add_argument(
+            "--load-scales", type=_scales, default=[1.0], metavar="K,...", help="load multipliers (default 1)"
+        )
+    else:
+        w.add_argument(
+            "--trace", type=Path, metavar="FILE", help=f"trace file or bundled trace (default {BUNDLED_TRACE})"
+        )
+        w.add_argument(
+            "--load-scale",
+            type=_positive,
+            default=1.0,
+            metavar="K",
+            help="K times the load on the same timeline: each request copied K times over the next second",
+        )
     w.add_argument("--trace-format", choices=("auto", "azure", "mooncake"), default="auto")
-    w.add_argument(
-        "--load-scale",
-        type=_positive,
-        default=1.0,
-        metavar="K",
-        help="K times the load on the same timeline: each request copied K times over the next second",
-    )
     w.add_argument("--window", type=_window, metavar="START:END", help="only this part of the trace, e.g. 10m:40m")
     c = p.add_argument_group("cluster")
     c.add_argument(
-        "--profile",
-        default=DEFAULT_PROFILE,
-        help=f"bundled profile ({', '.join(bundled_profiles())}) or a YAML/JSON file (default %(default)s)",
+        "--deployment",
+        default=DEFAULT_DEPLOYMENT,
+        help=f"bundled deployment ({', '.join(bundled_deployments())}) or a YAML/JSON file (default %(default)s)",
     )
     c.add_argument(
         "--startup-delay",
-        type=duration_arg,
-        metavar="DURATION",
-        default=120.0,
-        help="new replica to ready (default 120s)",
+        type=_startup,
+        metavar="DURATION[..DURATION]",
+        help="new replica to ready: fixed (120s) or drawn per replica (90s..300s) (default: the deployment's)",
     )
+    c.add_argument("--max-num-seqs", type=_count, metavar="N", help="decode engines' max_num_seqs (the deployment's)")
+    c.add_argument("--router", choices=ROUTERS, default="round-robin", help="decode router (default %(default)s)")
+    c.add_argument("--init", type=_shape, default=(2, 1), metavar="PxD", help="ready replicas at the start (2x1)")
     c.add_argument(
         "--tick", type=duration_arg, metavar="DURATION", default=0.05, help="decode time step (default 50ms)"
     )
@@ -173,13 +231,23 @@ def add_parser(commands: Any) -> None:
         default=15.0,
         help="Prometheus scrape interval (default 15s)",
     )
-    a = p.add_argument_group("policies and autoscaling")
-    a.add_argument(
-        "--policy",
-        default=",".join(DEFAULT_POLICIES),
-        help=f"comma-separated: {', '.join(POLICIES)} (default %(default)s)",
+    c.add_argument(
+        "--request-timeout",
+        type=duration_arg,
+        metavar="DURATION",
+        default=60.0,
+        help="a request whose KV has not reached decode this long after arrival fails (DYNAMO_RP_TIMEOUT, 60s)",
     )
-    a.add_argument("--baseline", help=f"policy to give GPU-hours ratios against (default {BASELINE}, if run)")
+    a = p.add_argument_group("policies and autoscaling")
+    if not frontier:
+        a.add_argument(
+            "--policy",
+            default=",".join(DEFAULT_POLICIES),
+            help=f"comma-separated: {', '.join(usage())} (default %(default)s)",
+        )
+        a.add_argument("--baseline", help=f"policy to compare against (default {BASELINE}, if run)")
+    else:
+        a.add_argument("--policy", help="comma-separated policy kinds to sweep (default: every kind with a knob)")
     a.add_argument("--prefill-replicas", type=_replicas, default=(1, 6), metavar="MIN:MAX", help="default 1:6")
     a.add_argument("--decode-replicas", type=_replicas, default=(1, 6), metavar="MIN:MAX", help="default 1:6")
     a.add_argument(
@@ -243,27 +311,72 @@ def add_parser(commands: Any) -> None:
         default=15.0,
         help="oracle: replicas set per window (15s)",
     )
-    s = p.add_argument_group("SLO and output")
+    s = p.add_argument_group("measurement and output")
     s.add_argument(
         "--ttft-slo",
         type=duration_arg,
         metavar="DURATION",
         default=1.0,
-        help="TTFT above the unloaded prefill time (1s)",
+        help="TTFT above the request's own prefill, KV transfer and first step (1s)",
     )
     s.add_argument(
         "--itl-slo", type=duration_arg, metavar="DURATION", default=0.05, help="mean inter-token latency (50ms)"
     )
-    s.add_argument("--json", type=Path, metavar="FILE", help="write the summary as JSON to this file")
     s.add_argument(
-        "--plot", type=Path, metavar="FILE", help="write a PNG of arrivals, lag, replicas and TTFT over time"
+        "--warmup",
+        type=duration_arg,
+        metavar="DURATION",
+        default=300.0,
+        help="simulated but left out of SLO and GPU-hours (default 5m)",
+    )
+    s.add_argument(
+        "--horizon",
+        type=duration_arg,
+        metavar="DURATION",
+        help="stop here; requests not finished count as misses (default: when the last request has finished)",
+    )
+    s.add_argument(
+        "--seeds", type=_count, default=3 if frontier else 1, metavar="N", help="replications with independent jitter"
+    )
+    s.add_argument("--seed", type=int, default=0, help="the first replication's seed (default 0)")
+    s.add_argument("--json", type=Path, metavar="FILE", help="write the results and every setting as JSON")
+    s.add_argument(
+        "--plot",
+        type=Path,
+        metavar="FILE",
+        help="write a PNG (frontier: SLO against GPU-hours; else arrivals, lag, replicas, TTFT over time)",
     )
     s.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="progress bar on stderr (default: when stderr is a terminal)",
+        help="progress on stderr (default: when stderr is a terminal)",
     )
+    if frontier:
+        s.add_argument("--workers", type=_count, default=2, metavar="N", help="processes (default 2)")
+
+
+def add_parser(commands: Any) -> None:
+    """Register `simulate` (and `simulate frontier`) on the top-level parser's subcommands."""
+    p: argparse.ArgumentParser = commands.add_parser(
+        "simulate",
+        help="replay a request trace through a modelled PD cluster and compare scaling policies",
+        description=(
+            "Replay a request trace through a modelled prefill/decode cluster, autoscaled by each policy in turn "
+            "(pd-scaler's real engine behind an emulation of KEDA + HPA, and the alternatives), and report TTFT, "
+            "ITL, SLO attainment and GPU-hours, with 95%% intervals over --seeds replications. "
+            "`simulate frontier` sweeps each policy's main knob. See docs/simulate.md."
+        ),
+    )
+    _common(p, frontier=False)
+    sub = p.add_subparsers(dest="simulate_command", metavar="{frontier}")
+    f = sub.add_parser(
+        "frontier",
+        help="sweep each policy's main knob: SLO against GPU-hours, Pareto fronts, which front dominates",
+        description="Sweep each policy's main knob over the traces and loads given, with replications; report "
+        "each policy's SLO-vs-GPU-hours points and Pareto front, the oracle, and which front dominates which.",
+    )
+    _common(f, frontier=True)
 
 
 def _behavior(args: argparse.Namespace) -> Behavior | None:
@@ -309,6 +422,52 @@ def settings_from(args: argparse.Namespace) -> Settings:
     )
 
 
+def config_from(args: argparse.Namespace, seed: int) -> Config:
+    return Config(
+        tick=args.tick,
+        scrape_interval=args.scrape_interval,
+        warmup=args.warmup,
+        horizon=args.horizon,
+        request_timeout=args.request_timeout,
+        init=args.init,
+        router=args.router,
+        seed=seed,
+    )
+
+
+def deployment_from(args: argparse.Namespace) -> Deployment:
+    return override(load_deployment(args.deployment), args.startup_delay, args.max_num_seqs)
+
+
+def workload(
+    recorded: Sequence[traces.Request], window: tuple[float, float] | None, scale: float, seed: int
+) -> list[traces.Request]:
+    """The requests one replication sees: the window, then the load scaled with this seed's jitter."""
+    requests = traces.window(recorded, *window) if window is not None else list(recorded)
+    return traces.scale_load(requests, scale, rng(seed, "arrivals"))
+
+
+def recorded_settings(
+    args: argparse.Namespace, deployment: Deployment, settings: Settings, seeds: Sequence[int]
+) -> dict[str, Any]:
+    """Every setting that shaped the run: enough to run it again from the JSON alone."""
+    config = config_from(args, seeds[0]).settings()
+    return {
+        "deployment": deployment.settings(),
+        "simulation": config,
+        "autoscaling": settings.describe(),
+        "slo": {"ttft_slack_s": args.ttft_slo, "itl_s": args.itl_slo},
+        "seeds": list(seeds),
+        "window": list(args.window) if args.window else None,
+    }
+
+
+def _fail(exc: Exception) -> int:
+    message = exc.message if isinstance(exc, InvalidTrigger) else str(exc)
+    print(f"pd-scaler simulate: {message}", file=sys.stderr)
+    return 2
+
+
 class ProgressBar:
     """One line on stderr, redrawn in place: which policy, how far through the trace."""
 
@@ -333,58 +492,104 @@ class ProgressBar:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "simulate_command", None) == "frontier":
+        from scaler.simulate.frontier import run as run_frontier  # it builds on this module
+
+        return run_frontier(args)
     try:
         policies = [parse_policy(p) for p in args.policy.split(",") if p.strip()]
-        if args.decode_replicas[0] < 1:
-            raise ValueError("--decode-replicas: MIN must be at least 1 (requests enter the cluster at decode)")
-        settings = settings_from(args)
-        for policy in policies:
-            if policy.kind == "pd-scaler":
-                pd_scaler_metadata(policy, settings)
-        name, requests = load_trace(args.trace, args.trace_format)
-        if args.window is not None:
-            requests = traces.window(requests, *args.window)
-        requests = traces.scale_load(requests, args.load_scale)
-        if not requests:
+        settings = checked_settings(args, policies)
+        name, recorded = load_trace(args.trace, args.trace_format)
+        if args.window is not None and not traces.window(recorded, *args.window):
             raise ValueError("the trace has no request in that window")
-        profile = load_profile(args.profile)
+        deployment = deployment_from(args)
     except (ValueError, OSError, InvalidTrigger) as exc:
-        message = exc.message if isinstance(exc, InvalidTrigger) else str(exc)
-        print(f"pd-scaler simulate: {message}", file=sys.stderr)
-        return 2
-    config = Config(startup_delay=args.startup_delay, tick=args.tick, scrape_interval=args.scrape_interval)
+        return _fail(exc)
+    seeds = list(range(args.seed, args.seed + args.seeds))
     show = sys.stderr.isatty() if args.progress is None else args.progress
-    bar = ProgressBar(sys.stderr, len(policies)) if show else None
+    bar = ProgressBar(sys.stderr, len(policies) * len(seeds)) if show else None
+    slo = Slo(args.ttft_slo, args.itl_slo)
     started = time.monotonic()
+    summaries, first_runs = [], []
     try:
-        runs = asyncio.run(compare(requests, profile, policies, settings, config, bar))
+        for seed in seeds:
+            requests = workload(recorded, args.window, args.load_scale, seed)
+            runs = asyncio.run(compare(requests, deployment, policies, settings, config_from(args, seed), bar))
+            summaries += [summarize(r, slo, deployment.profile) for r in runs]
+            if seed == seeds[0]:
+                first_runs = runs
     except SimulationStuck as exc:
         print(f"pd-scaler simulate: {exc}", file=sys.stderr)
         return 1
     finally:
         if bar is not None:
             bar.close()
-    stats = traces.stats(requests)
-    slo = Slo(args.ttft_slo, args.itl_slo)
-    summaries = [summarize(r, slo) for r in runs]
+    aggregates = aggregate(summaries)
     baseline = args.baseline or (BASELINE if any(p.name == BASELINE for p in policies) else None)
-    print(header(name, args.load_scale, stats, profile, config, slo))
-    print(table(summaries, baseline))
-    print(f"({len(runs)} policies simulated in {time.monotonic() - started:.1f} s)")
+    stats = traces.stats(workload(recorded, args.window, args.load_scale, seeds[0]))
+    print(header(name, args.load_scale, stats, deployment, config_from(args, seeds[0]), slo, seeds))
+    print(table(aggregates, baseline))
+    lines = comparisons(aggregates, baseline) if baseline else []
+    if lines:
+        print("\ndifferences, paired by seed (95 % interval):")
+        print("\n".join(f"  {line}" for line in lines))
+    print(f"({len(policies)} policies x {len(seeds)} seeds simulated in {time.monotonic() - started:.1f} s)")
     if args.json is not None:
-        args.json.write_text(json.dumps(json_summary(name, stats, args.load_scale, summaries), indent=2) + "\n")
+        summary = {
+            "trace": trace_json(name, stats, args.load_scale),
+            "settings": recorded_settings(args, deployment, settings, seeds),
+            "policies": json_policies(aggregates),
+            "comparisons": lines,
+        }
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
     if args.plot is not None:
-        write_plot(args.plot, runs, f"{name} x{args.load_scale:g} on {profile.name}")
+        write_plot(args.plot, first_runs, f"{name} x{args.load_scale:g} on {deployment.name} (seed {seeds[0]})")
     return 0
 
 
-def header(name: str, scale: float, stats: traces.TraceStats, profile: Profile, config: Config, slo: Slo) -> str:
+def checked_settings(args: argparse.Namespace, policies: Sequence[Policy]) -> Settings:
+    if args.decode_replicas[0] < 1:
+        raise ValueError("--decode-replicas: MIN must be at least 1 (requests enter the cluster at decode)")
+    settings = settings_from(args)
+    for policy in policies:
+        if policy.kind == "pd-scaler":
+            pd_scaler_metadata(policy, settings)
+    return settings
+
+
+def trace_json(name: str, stats: traces.TraceStats, load_scale: float) -> dict[str, Any]:
+    return {
+        "name": name,
+        "load_scale": load_scale,
+        "requests": stats.requests,
+        "duration_s": round(stats.duration_s, 3),
+        "rate_per_s": round(stats.rate_per_s, 3),
+        "mean_prompt_tokens": round(stats.mean_prompt, 1),
+        "mean_output_tokens": round(stats.mean_output, 1),
+    }
+
+
+def header(
+    name: str,
+    scale: float,
+    stats: traces.TraceStats,
+    deployment: Deployment,
+    config: Config,
+    slo: Slo,
+    seeds: Sequence[int],
+) -> str:
+    p = deployment.profile
+    seeds_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}..{seeds[-1]} (mean ±95 % interval)"
     return (
         f"trace: {name} x{scale:g}: {stats.requests:,} requests over {stats.duration_s / 60:.1f} min "
         f"({stats.rate_per_s:.2f}/s), mean prompt {stats.mean_prompt:,.0f} tokens, mean output "
         f"{stats.mean_output:,.0f}\n"
-        f"cluster: {profile.name} ({profile.gpus} GPUs per replica), start-up {config.startup_delay:g} s; "
-        f"SLO: TTFT <= unloaded prefill + {slo.ttft_slack:g} s and ITL <= {slo.itl * 1000:g} ms"
+        f"deployment: {deployment.name}: {p.name}, TP={p.tp} in a {p.gpus}-GPU pod, max_num_seqs {p.max_num_seqs}, "
+        f"block {p.block_size}, {p.kv_capacity:,} KV tokens, start-up {deployment.startup}; router {config.router}\n"
+        f"run: init {config.init[0]}x{config.init[1]}, warm-up {config.warmup:g} s, tick {config.tick * 1000:g} ms, "
+        f"request timeout {config.request_timeout:g} s, {seeds_text}\n"
+        f"SLO: TTFT <= own prefill + KV transfer + first step + {slo.ttft_slack:g} s and ITL <= "
+        f"{slo.itl * 1000:g} ms"
     )
 
 

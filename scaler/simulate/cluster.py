@@ -1,27 +1,38 @@
-"""The modelled PD cluster: a prefill pool pulling from a queue, KV transfer, a decode pool with continuous batching.
+"""The modelled PD cluster: a prefill pool pulling from a queue, KV transfer, decode engines with continuous
+batching, paged KV and preemption.
 
 Time is simulated. Prefill is event-exact: replicas pull requests one at a time from a FIFO queue the way
 Dynamo's prefill workers share the `worker-group` consumer (a message is acked on receipt, so the consumer's lag is
-the number not yet delivered). Decode advances in fixed ticks: within a tick each replica's step time is constant
-(from the profile at its batch and total context), and every sequence moves one token per step, so finishes and
-first tokens fall at exact fractional steps without iterating over sequences. See docs/simulate.md.
+the number not yet delivered). Decode follows vLLM's scheduler: the router (round-robin, as the ACK guide sets
+Dynamo's) sends each request to a decode engine; the engine admits from its own FIFO waiting queue while it has a
+free sequence slot (`max_num_seqs`) and blocks for the prompt, then asks for the remote prefill; KV grows block by
+block as tokens are produced; when blocks run out the newest running sequence is preempted and later recomputed
+(vLLM's default). Decode advances in fixed ticks: within a tick each engine's step time is constant (from the
+profile at its batch and total context), and every sequence moves one token per step, so finishes and first
+tokens fall at exact fractional steps without iterating over sequences. See docs/simulate.md.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+import random
 from collections import deque
 from collections.abc import Sequence
 
+from scaler.simulate.deployment import StartupDelay
 from scaler.simulate.profile import Profile
 from scaler.simulate.trace import Request
 
 PREFILL, DECODE = "prefill", "decode"
 ROLES = (PREFILL, DECODE)
+ROUTERS = ("round-robin", "least-loaded")
 
 _PREFILL_DONE, _KV_ARRIVED, _READY = 0, 1, 2
 _NAN = float("nan")
+
+# Where a request is.
+NEW, UNROUTED, WAITING, REMOTE, JOINING, RUNNING, DONE, DROPPED = range(8)
 
 
 class Record:
@@ -29,33 +40,47 @@ class Record:
 
     __slots__ = (
         "admitted",
+        "alloc",
         "arrival",
+        "ctx0",
         "decode",
+        "dropped_at",
         "finish",
+        "first_step_s",
         "first_token",
+        "gen",
+        "generated",
         "id",
+        "kv_arrived",
         "output",
+        "preemptions",
         "prefill_end",
         "prefill_s",
         "prefill_start",
         "prompt",
-        "reserve",
         "s0",
+        "state",
         "transfer_s",
     )
 
-    def __init__(self, id: int, request: Request, prefill_s: float, transfer_s: float, reserve: int) -> None:
+    def __init__(self, id: int, request: Request, prefill_s: float, transfer_s: float, first_step_s: float) -> None:
         self.id = id
         self.arrival = request.arrival
         self.prompt = request.prompt
         self.output = request.output
         self.prefill_s = prefill_s  # unloaded prefill time of this prompt
         self.transfer_s = transfer_s
-        self.reserve = reserve  # KV tokens held on the decode replica from admission to finish
+        self.first_step_s = first_step_s  # one decode step alone at this prompt
         self.decode: DecodeReplica | None = None
-        self.admitted = self.prefill_start = self.prefill_end = _NAN
-        self.first_token = self.finish = _NAN
-        self.s0 = 0.0  # the decode replica's step count when the sequence joined
+        self.admitted = self.prefill_start = self.prefill_end = self.kv_arrived = _NAN
+        self.first_token = self.finish = self.dropped_at = _NAN
+        self.state = NEW
+        self.alloc = 0  # KV tokens (whole blocks) allocated at admission, until the sequence runs
+        self.s0 = 0.0  # the decode engine's step count when the sequence (last) joined
+        self.ctx0 = 0  # its context then
+        self.generated = 0  # output tokens produced before its last preemption
+        self.preemptions = 0
+        self.gen = 0  # bumped at each preemption: older step events of this sequence are void
 
     @property
     def ttft(self) -> float:
@@ -87,64 +112,101 @@ class PrefillReplica(Replica):
 
 
 class DecodeReplica(Replica):
+    """One vLLM engine: its waiting queue, the requests it admitted (awaiting KV or recomputing), the running batch."""
+
     __slots__ = (
-        "assigned",
         "base",
         "busy_s",
         "finishing",
         "first_tokens",
         "joining",
-        "pending_prompt",
-        "reserved",
+        "n_waiting",
+        "order",
+        "preemptions",
+        "recomputing",
+        "remote",
+        "remote_tokens",
         "running",
+        "stall_until",
         "steps",
+        "waiting",
     )
 
     def __init__(self, index: int, created: float, ready_at: float) -> None:
         super().__init__(DECODE, index, created, ready_at)
+        self.waiting: deque[Record] = deque()  # routed here, no blocks yet (preempted ones at the front)
+        self.n_waiting = 0  # of them, not dropped
+        self.remote = 0  # admitted, not yet running: awaiting their KV, or recomputing after a preemption
+        self.remote_tokens = 0  # the blocks allocated to those, in tokens
+        self.joining: deque[Record] = deque()  # KV arrived, joining at the next step
+        self.recomputing: deque[tuple[float, Record]] = deque()  # (done at, record): preempted, prefilled again
         self.steps = 0.0  # decode steps done so far (fractional: ticks are not aligned with steps)
         self.running = 0
-        self.base = 0.0  # Σ (prompt - s0) over running sequences: their total context is base + running·steps
-        self.finishing: list[tuple[float, int]] = []  # (step at which the sequence ends, record id)
-        self.first_tokens: list[tuple[float, int]] = []
-        self.joining: deque[Record] = deque()  # KV arrived, joining at the next step
-        self.assigned = 0  # requests routed here and not finished: in prefill, transferring, joining, running
-        self.reserved = 0  # KV tokens reserved by the assigned requests
-        self.pending_prompt = 0  # prompt tokens of assigned requests not yet running (their blocks are allocated)
-        self.busy_s = 0.0  # time spent stepping, for GPU utilisation
+        self.base = 0.0  # Σ (context at join - s0) over running sequences: their total context is base + running·steps
+        self.order: list[Record] = []  # running sequences in the order they joined (finished ones dropped lazily)
+        self.finishing: list[tuple[float, int, int]] = []  # (step at which the sequence ends, record id, gen)
+        self.first_tokens: list[tuple[float, int, int]] = []
+        self.stall_until = -math.inf  # recomputing preempted prompts: no decode step before this
+        self.preemptions = 0
+        self.busy_s = 0.0  # time spent computing, for GPU utilisation
+
+    @property
+    def seats(self) -> int:
+        return self.running + self.remote
 
     def kv_used_tokens(self, block_size: int) -> float:
-        """KV in use as the engine counts it: whole blocks (half a block of rounding per sequence on average)."""
-        return self.base + self.running * self.steps + self.pending_prompt + self.assigned * block_size / 2
+        """KV in use as the engine counts it: whole blocks — exact for admitted requests, and for running
+        sequences their tokens plus half a block of rounding each (the expected partial last block)."""
+        return self.base + self.running * (self.steps + block_size / 2) + self.remote_tokens
+
+    def has_work(self) -> bool:
+        return bool(self.seats or self.n_waiting)
 
 
 class Cluster:
-    def __init__(self, requests: Sequence[Request], profile: Profile, startup_delay: float = 120.0) -> None:
+    def __init__(
+        self,
+        requests: Sequence[Request],
+        profile: Profile,
+        startup: StartupDelay | float = 120.0,
+        rng: random.Random | None = None,
+        request_timeout: float = math.inf,
+        router: str = "round-robin",
+    ) -> None:
+        if router not in ROUTERS:
+            raise ValueError(f"unknown router {router!r}; known: {', '.join(ROUTERS)}")
         self.profile = profile
-        self.startup_delay = startup_delay  # a new replica serves this long after it is created
+        self.startup = startup if isinstance(startup, StartupDelay) else StartupDelay(startup, startup)
+        self.rng = rng or random.Random(0)
+        self.request_timeout = request_timeout  # a request whose KV has not arrived this long after it did is dropped
+        self.router = router
         self.now = 0.0
-        prefill_s: dict[int, float] = {}
+        cache: dict[int, tuple[float, float, float]] = {}
         self.records = []
         for i, r in enumerate(requests):
-            if r.prompt not in prefill_s:
-                prefill_s[r.prompt] = profile.prefill_seconds(r.prompt)
-            # A request longer than a whole replica's KV is admitted alone (a real engine would refuse it).
-            reserve = min(r.prompt + r.output, profile.kv_capacity)
-            self.records.append(
-                Record(i, r, prefill_s[r.prompt], profile.kv_transfer_seconds(r.prompt), reserve)
-            )  # fmt: skip
-        self.horizon = requests[-1].arrival if requests else 0.0  # GPU time is counted over [0, horizon]
+            if r.prompt not in cache:
+                cache[r.prompt] = (
+                    profile.prefill_seconds(r.prompt),
+                    profile.kv_transfer_seconds(r.prompt),
+                    profile.decode_step_seconds(1, r.prompt),
+                )
+            self.records.append(Record(i, r, *cache[r.prompt]))
         self.completed = 0
+        self.dropped = 0
+        self.stopped_preemptions = 0  # of decode engines that have stopped
         self._next_arrival = 0
+        self._next_deadline = 0
         self._events: list[tuple[float, int, int, object]] = []
         self._seq = 0
         self.prefill_queue: deque[Record] = deque()
-        self.decode_waiting: deque[Record] = deque()  # no decode replica has KV room for them yet
+        self.unrouted: deque[Record] = deque()  # no decode engine is up to take them
         self.prefill: list[PrefillReplica] = []
         self.decode: list[DecodeReplica] = []
         self._idle_prefill: deque[PrefillReplica] = deque()
+        self._eligible: list[DecodeReplica] | None = None
+        self._rr = 0
         self._count = {PREFILL: 0, DECODE: 0}
-        self.gpu_seconds = {PREFILL: 0.0, DECODE: 0.0}
+        self.lifetimes: dict[str, list[tuple[float, float]]] = {PREFILL: [], DECODE: []}  # (created, stopped)
         # Set `watch_empty_prefill` to learn (`woken`) the moment work is queued for a prefill role at zero
         # replicas: a push-activated scaler reacts then rather than at its next poll.
         self.watch_empty_prefill = False
@@ -157,11 +219,11 @@ class Cluster:
         for _ in range(decode):
             self._add(DECODE, -math.inf)
 
-    # -- what autoscalers see --------------------------------------------------------------------------
+    # -- what autoscalers and exporters see ------------------------------------------------------------
 
     @property
     def done(self) -> bool:
-        return self.completed == len(self.records)
+        return self.completed + self.dropped == len(self.records)
 
     def prefill_lag(self) -> int:
         """The consumer's lag: requests published and not yet delivered to a prefill worker."""
@@ -177,13 +239,21 @@ class Cluster:
         return sum(1 for r in pool if not r.draining and r.ready_at <= self.now)
 
     def kv_fill(self, replica: DecodeReplica) -> float:
+        """vllm:kv_cache_usage_perc: blocks in use over the blocks the engine has."""
         return min(1.0, replica.kv_used_tokens(self.profile.block_size) / self.profile.kv_capacity)
+
+    def gpu_seconds(self, role: str, start: float, end: float) -> float:
+        """GPU time the role was billed within [start, end]: every replica from creation until it stopped."""
+        pool = self.prefill if role == PREFILL else self.decode
+        spans = [*self.lifetimes[role], *((r.created, math.inf) for r in pool)]
+        return self.profile.gpus * sum(max(0.0, min(stop, end) - max(created, start)) for created, stop in spans)
 
     # -- scaling ----------------------------------------------------------------------------------------
 
     def scale(self, role: str, replicas: int) -> None:
-        """Set the role's replica count now: new replicas start (ready after the start-up delay); removed ones
-        (those still starting first, then the newest) take no more work and stop once what they hold is done."""
+        """Set the role's replica count now: new replicas start (ready after a start-up delay drawn for each);
+        removed ones (those still starting first, then the newest) take no more work and stop once what they hold
+        is done."""
         pool: list[PrefillReplica] | list[DecodeReplica] = self.prefill if role == PREFILL else self.decode
         live = [r for r in pool if not r.draining]
         for _ in range(replicas - len(live)):
@@ -196,19 +266,21 @@ class Cluster:
     def _add(self, role: str, now: float) -> None:
         index = self._count[role]
         self._count[role] += 1
-        ready_at = now + self.startup_delay if now > -math.inf else -math.inf
-        created = max(now, 0.0)
+        preloaded = now == -math.inf
+        ready_at = -math.inf if preloaded else now + self.startup.draw(self.rng)
+        created = 0.0 if preloaded else now
         if role == PREFILL:
             p = PrefillReplica(index, created, ready_at)
             self.prefill.append(p)
-            if ready_at > -math.inf:
-                self._push(ready_at, _READY, p)
-            else:
+            if preloaded:
                 self._idle_prefill.append(p)
+            else:
+                self._push(ready_at, _READY, p)
         else:
             d = DecodeReplica(index, created, ready_at)
             self.decode.append(d)
-            if ready_at > -math.inf:
+            self._eligible = None
+            if not preloaded:
                 self._push(ready_at, _READY, d)
 
     def _remove(self, r: Replica) -> None:
@@ -218,22 +290,19 @@ class Cluster:
                 if r in self._idle_prefill:
                     self._idle_prefill.remove(r)
                 self._stop(r, self.now)
-        elif isinstance(r, DecodeReplica) and r.assigned == 0:
-            self._stop(r, self.now)
+        elif isinstance(r, DecodeReplica):
+            self._eligible = None
+            if not r.has_work():
+                self._stop(r, self.now)
 
     def _stop(self, r: Replica, now: float) -> None:
-        role = PREFILL if isinstance(r, PrefillReplica) else DECODE
-        self.gpu_seconds[role] += self.profile.gpus * _overlap(r.created, now, self.horizon)
         if isinstance(r, PrefillReplica):
             self.prefill.remove(r)
+            self.lifetimes[PREFILL].append((r.created, now))
         elif isinstance(r, DecodeReplica):
             self.decode.remove(r)
-
-    def finish_accounting(self) -> None:
-        """Count the GPU time of replicas still running at the end."""
-        for role, pool in ((PREFILL, self.prefill), (DECODE, self.decode)):
-            for r in pool:
-                self.gpu_seconds[role] += self.profile.gpus * _overlap(r.created, math.inf, self.horizon)
+            self.lifetimes[DECODE].append((r.created, now))
+            self.stopped_preemptions += r.preemptions
 
     # -- events ----------------------------------------------------------------------------------------
 
@@ -242,68 +311,128 @@ class Cluster:
         heapq.heappush(self._events, (t, self._seq, kind, payload))
 
     def advance(self, until: float) -> bool:
-        """Handle arrivals and events before `until`. Stops early, returning True, when `woken` (at `self.now`)."""
-        records, events = self.records, self._events
+        """Handle arrivals, deadlines and events before `until`. Stops early, returning True, when `woken` (at
+        `self.now`)."""
+        records, events, timeout = self.records, self._events, self.request_timeout
         n = len(records)
         while not self.woken:
             ta = records[self._next_arrival].arrival if self._next_arrival < n else math.inf
+            # Deadlines come in arrival order: arrival + timeout.
+            td = (
+                records[self._next_deadline].arrival + timeout if self._next_deadline < self._next_arrival else math.inf
+            )
             te = events[0][0] if events else math.inf
-            if ta <= te:
-                if ta >= until:
-                    break
-                self.now = ta
+            t = min(ta, td, te)
+            if t >= until:
+                break
+            self.now = t
+            if t == ta:
                 self._next_arrival += 1
                 self._arrive(records[self._next_arrival - 1])
+            elif t == td:
+                self._next_deadline += 1
+                self._deadline(records[self._next_deadline - 1])
             else:
-                if te >= until:
-                    break
-                t, _, kind, payload = heapq.heappop(events)
-                self.now = t
+                _, _, kind, payload = heapq.heappop(events)
                 if kind == _PREFILL_DONE:
                     assert isinstance(payload, PrefillReplica)
                     self._prefill_done(payload, t)
                 elif kind == _KV_ARRIVED:
                     assert isinstance(payload, Record)
-                    assert payload.decode is not None
-                    payload.decode.joining.append(payload)
+                    self._kv_arrived(payload, t)
                 elif isinstance(payload, PrefillReplica):
                     if not payload.draining:
                         self._prefill_idle(payload, t)
                 elif isinstance(payload, DecodeReplica):
-                    self._admit_waiting(t)
+                    self._eligible = None
+                    while self.unrouted and self._route(self.unrouted[0]):
+                        self.unrouted.popleft()
         if self.woken:
             return True
         self.now = until
         return False
 
     def _arrive(self, rec: Record) -> None:
-        if self.decode_waiting or not self._route(rec):
-            self.decode_waiting.append(rec)
-        else:
-            self._publish(rec, self.now)
+        if self.unrouted or not self._route(rec):
+            rec.state = UNROUTED
+            self.unrouted.append(rec)
+
+    def _pick(self) -> DecodeReplica | None:
+        if self._eligible is None:
+            now = self.now
+            self._eligible = [d for d in self.decode if not d.draining and d.ready_at <= now]
+        eligible = self._eligible
+        if not eligible:
+            return None
+        if self.router == "round-robin":
+            self._rr += 1
+            return eligible[(self._rr - 1) % len(eligible)]
+        block = self.profile.block_size
+        return min(eligible, key=lambda d: (d.seats + d.n_waiting, d.kv_used_tokens(block)))
 
     def _route(self, rec: Record) -> bool:
-        """Assign the least loaded decode replica that has a free seat (max_num_seqs counts the requests it is
-        prefilling remotely too) and KV room, as the router and the decode engine's scheduler do; reserve the
-        request's KV. A request nobody can take waits, before its prefill, with no KV allocated."""
-        best: DecodeReplica | None = None
-        capacity, seats, now = self.profile.kv_capacity, self.profile.max_num_seqs, self.now
-        for d in self.decode:
-            if d.draining or d.ready_at > now or d.assigned >= seats or d.reserved + rec.reserve > capacity:
-                continue
-            if best is None or (d.assigned, d.reserved) < (best.assigned, best.reserved):
-                best = d
-        if best is None:
+        """The router's choice of decode engine; the request joins that engine's waiting queue."""
+        d = self._pick()
+        if d is None:
             return False
-        rec.decode = best
-        best.assigned += 1
-        best.reserved += rec.reserve
-        best.pending_prompt += rec.prompt
+        rec.decode = d
+        rec.state = WAITING
+        d.waiting.append(rec)
+        d.n_waiting += 1
+        self._admit(d, self.now)
         return True
 
-    def _admit_waiting(self, t: float) -> None:
-        while self.decode_waiting and self._route(self.decode_waiting[0]):
-            self._publish(self.decode_waiting.popleft(), t)
+    def _admit(self, d: DecodeReplica, t: float) -> None:
+        """The engine's scheduler, first come first served: while the head of the waiting queue finds a free
+        sequence slot and blocks for its prompt, allocate them. A new request then asks for its remote prefill; a
+        preempted one is prefilled again on this engine (prompt and the tokens it had produced)."""
+        profile = self.profile
+        block, capacity, seats = profile.block_size, profile.kv_capacity, profile.max_num_seqs
+        while d.waiting:
+            rec = d.waiting[0]
+            if rec.state != WAITING:  # dropped while waiting
+                d.waiting.popleft()
+                continue
+            if d.seats >= seats:
+                break
+            tokens = rec.prompt + rec.generated
+            alloc = -(-tokens // block) * block
+            if d.kv_used_tokens(block) + alloc > capacity:
+                break
+            d.waiting.popleft()
+            d.n_waiting -= 1
+            d.remote += 1
+            d.remote_tokens += alloc
+            rec.alloc = alloc
+            if rec.preemptions == 0:
+                rec.state = REMOTE
+                self._publish(rec, t)
+            else:
+                rec.state = JOINING
+                d.stall_until = max(d.stall_until, t) + profile.prefill_seconds(tokens)
+                d.recomputing.append((d.stall_until, rec))
+
+    def _deadline(self, rec: Record) -> None:
+        """DYNAMO_RP_TIMEOUT: a request whose KV has not reached its decode engine in time fails. Its blocks are
+        freed; a remote-prefill message already published stays in the queue and is still prefilled."""
+        state, d = rec.state, rec.decode
+        if state not in (UNROUTED, WAITING, REMOTE):
+            return
+        if state == UNROUTED:
+            self.unrouted.remove(rec)
+        elif state == WAITING:
+            assert d is not None
+            d.n_waiting -= 1
+        else:
+            assert d is not None
+            d.remote -= 1
+            d.remote_tokens -= rec.alloc
+        rec.state = DROPPED
+        rec.dropped_at = self.now
+        self.dropped += 1
+        if d is not None:
+            self._admit(d, self.now)
+            self._stop_if_drained(d, self.now)
 
     def _publish(self, rec: Record, t: float) -> None:
         """The decode worker publishes the remote-prefill request to the queue."""
@@ -331,58 +460,105 @@ class Cluster:
         else:
             self._prefill_idle(p, t)
 
+    def _kv_arrived(self, rec: Record, t: float) -> None:
+        if rec.state != REMOTE:  # dropped: the transfer has nowhere to go
+            return
+        assert rec.decode is not None
+        rec.kv_arrived = t
+        rec.state = JOINING
+        rec.decode.joining.append(rec)
+
     def _prefill_idle(self, p: PrefillReplica, t: float) -> None:
         if self.prefill_queue:
             self._start_prefill(p, self.prefill_queue.popleft(), t)
         else:
             self._idle_prefill.append(p)
 
+    def _stop_if_drained(self, d: DecodeReplica, t: float) -> None:
+        if d.draining and not d.has_work() and d in self.decode:
+            self._stop(d, t)
+
     # -- decode ----------------------------------------------------------------------------------------
 
     def decode_tick(self, start: float, dt: float) -> None:
-        """Advance every decode replica over [start, start + dt); sequences whose KV arrived join at the end."""
-        records, step_seconds = self.records, self.profile.decode_step_seconds
-        end_time = start + dt
-        freed = False
-        drained = []
-        for d in self.decode:
+        """Advance every decode engine over [start, start + dt): steps, then preemptions if its blocks ran out,
+        then the sequences whose KV arrived (or whose recompute ended) join, then admissions."""
+        end = start + dt
+        for d in list(self.decode):
+            if d.running or d.stall_until > start:
+                self._steps(d, start, end)
             if d.running:
-                tau = step_seconds(d.running, d.base + d.running * d.steps)
-                steps = d.steps
-                end = steps + dt / tau
-                firsts = d.first_tokens
-                while firsts and firsts[0][0] <= end:
-                    s, i = heapq.heappop(firsts)
-                    records[i].first_token = start + (s - steps) * tau
-                heap = d.finishing
-                while heap and heap[0][0] <= end:
-                    s, i = heapq.heappop(heap)
-                    rec = records[i]
-                    rec.finish = start + (s - steps) * tau
-                    d.running -= 1
-                    d.base -= rec.prompt - rec.s0
-                    d.assigned -= 1
-                    d.reserved -= rec.reserve
-                    self.completed += 1
-                    freed = True
-                d.steps = end
-                d.busy_s += dt
-            while d.joining:
-                rec = d.joining.popleft()
-                rec.s0 = d.steps
-                d.running += 1
-                d.base += rec.prompt - d.steps
-                d.pending_prompt -= rec.prompt
-                heapq.heappush(d.first_tokens, (d.steps + 1, rec.id))
-                heapq.heappush(d.finishing, (d.steps + rec.output, rec.id))
-            if d.draining and d.assigned == 0:
-                drained.append(d)
-        for d in drained:
-            self._stop(d, end_time)
-        self.now = end_time
-        if freed and self.decode_waiting:
-            self._admit_waiting(end_time)
+                self._preempt_if_full(d)
+            if d.joining or d.recomputing:
+                self._join(d, end)
+            if d.waiting:
+                self._admit(d, end)
+            if d.draining and not d.has_work():
+                self._stop(d, end)
+        self.now = end
 
+    def _steps(self, d: DecodeReplica, start: float, end: float) -> None:
+        records = self.records
+        t0 = max(start, d.stall_until)
+        d.busy_s += max(0.0, min(end, d.stall_until) - start)  # recomputing keeps the GPU busy
+        if not d.running or t0 >= end:
+            return
+        tau = self.profile.decode_step_seconds(d.running, d.base + d.running * d.steps)
+        steps = d.steps
+        last = steps + (end - t0) / tau
+        firsts = d.first_tokens
+        while firsts and firsts[0][0] <= last:
+            s, i, gen = heapq.heappop(firsts)
+            if records[i].gen == gen:
+                records[i].first_token = t0 + (s - steps) * tau
+        heap = d.finishing
+        while heap and heap[0][0] <= last:
+            s, i, gen = heapq.heappop(heap)
+            rec = records[i]
+            if rec.gen != gen:
+                continue
+            rec.finish = t0 + (s - steps) * tau
+            rec.state = DONE
+            d.running -= 1
+            d.base -= rec.ctx0 - rec.s0
+            self.completed += 1
+        d.steps = last
+        d.busy_s += end - t0
+        if len(d.order) > 2 * d.running + 64:
+            d.order = [r for r in d.order if r.state == RUNNING and r.decode is d]
 
-def _overlap(start: float, stop: float, horizon: float) -> float:
-    return max(0.0, min(stop, horizon) - max(start, 0.0))
+    def _preempt_if_full(self, d: DecodeReplica) -> None:
+        """Out of blocks: preempt the newest running sequence (vLLM's `self.running.pop()`), free its blocks and put
+        it first in the waiting queue, to be recomputed; until the rest fits."""
+        block, capacity = self.profile.block_size, self.profile.kv_capacity
+        while d.running > 1 and d.kv_used_tokens(block) > capacity:
+            rec = d.order.pop()
+            if rec.state != RUNNING or rec.decode is not d:
+                continue
+            rec.generated += min(rec.output - rec.generated - 1, math.floor(d.steps - rec.s0))
+            d.running -= 1
+            d.base -= rec.ctx0 - rec.s0
+            rec.gen += 1
+            rec.preemptions += 1
+            rec.state = WAITING
+            d.preemptions += 1
+            d.waiting.appendleft(rec)
+            d.n_waiting += 1
+
+    def _join(self, d: DecodeReplica, end: float) -> None:
+        ready = list(d.joining)
+        d.joining.clear()
+        while d.recomputing and d.recomputing[0][0] <= end:
+            ready.append(d.recomputing.popleft()[1])
+        for rec in ready:
+            rec.s0 = d.steps
+            rec.ctx0 = rec.prompt + rec.generated
+            d.running += 1
+            d.base += rec.ctx0 - d.steps
+            d.remote -= 1
+            d.remote_tokens -= rec.alloc
+            rec.state = RUNNING
+            d.order.append(rec)
+            if math.isnan(rec.first_token):
+                heapq.heappush(d.first_tokens, (d.steps + 1, rec.id, rec.gen))
+            heapq.heappush(d.finishing, (d.steps + rec.output - rec.generated, rec.id, rec.gen))

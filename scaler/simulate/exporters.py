@@ -1,18 +1,27 @@
 """What Prometheus holds about the decode pods: DCGM and engine metrics, scraped every `interval`.
 
-- DCGM framebuffer: the engine preallocates `gpu_memory_utilization` of each GPU once it is up, so used memory
-  is flat whatever the load, as on real clusters; a pod still loading shows none yet.
-- Engine KV-cache fill: the blocks in use over the blocks the engine has, as vLLM's `kv_cache_usage_perc`; only
-  engines that are up export it.
-- DCGM GPU utilisation: the share of the last scrape interval the replica spent stepping.
+- DCGM framebuffer: the engine preallocates `gpu_memory_utilization` of each GPU it uses once it is up, so used
+  memory is flat whatever the load, as on real clusters; a GPU the pod requests but the engine does not use (the
+  ACK guide's TP=1 engine in a two-GPU pod) shows none; a pod still loading shows none yet.
+- Engine (vLLM V1 names, only from engines that are up): `vllm:kv_cache_usage_perc` = blocks in use over the
+  blocks the engine has; `vllm:num_requests_running` = sequences in the batch; `vllm:num_requests_waiting` =
+  requests in its waiting queue plus those admitted and waiting for their remote KV (V1 keeps those in the
+  waiting queue); `vllm:num_preemptions` = preemptions so far (a counter).
+- DCGM GPU utilisation: the share of the last scrape interval the replica spent computing.
 Pods being removed keep exporting until they stop (pd-scaler leaves them out: they are not the role's pods).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from scaler.simulate.cluster import Cluster
+
+KV_CACHE_USAGE = "vllm:kv_cache_usage_perc"
+RUNNING = "vllm:num_requests_running"
+WAITING = "vllm:num_requests_waiting"
+PREEMPTIONS = "vllm:num_preemptions"
 
 
 @dataclass(frozen=True)
@@ -20,8 +29,21 @@ class PodSample:
     pod: str
     ready: bool
     kv_fill: float  # 0 to 1
-    memory_fraction: float  # of each GPU, 0 to 1
+    memory_fraction: float  # mean over the pod's GPUs, 0 to 1
+    engine_memory_fraction: float  # of each GPU the engine uses
     gpu_util: float  # percent, 0 to 100
+    running: int
+    waiting: int
+    preemptions: int
+
+
+# What each vLLM series reads from a sample.
+VLLM: dict[str, Callable[[PodSample], float]] = {
+    KV_CACHE_USAGE: lambda s: s.kv_fill,
+    RUNNING: lambda s: float(s.running),
+    WAITING: lambda s: float(s.waiting),
+    PREEMPTIONS: lambda s: float(s.preemptions),
+}
 
 
 class Scraper:
@@ -32,20 +54,31 @@ class Scraper:
         self._busy: dict[str, tuple[float, float]] = {}  # pod → (time, busy seconds) at the last scrape
 
     def scrape(self, now: float) -> None:
-        cluster, utilization = self.cluster, self.cluster.profile.spec.gpu_memory_utilization
+        cluster, profile = self.cluster, self.cluster.profile
+        utilization = profile.spec.gpu_memory_utilization
         samples, busy = [], {}
         for d in cluster.decode:
             ready = d.ready_at <= now
             then, busy_then = self._busy.get(d.name, (now, d.busy_s))
             util = 100.0 * (d.busy_s - busy_then) / (now - then) if now > then else 0.0
             busy[d.name] = (now, d.busy_s)
+            engine = utilization if ready else 0.0
             samples.append(
                 PodSample(
                     pod=d.name,
                     ready=ready,
                     kv_fill=cluster.kv_fill(d) if ready else 0.0,
-                    memory_fraction=utilization if ready else 0.0,
+                    memory_fraction=engine * profile.tp / profile.gpus,
+                    engine_memory_fraction=engine,
                     gpu_util=min(100.0, util),
+                    running=d.running + len(d.recomputing) if ready else 0,
+                    waiting=d.n_waiting + d.remote - len(d.recomputing) if ready else 0,
+                    preemptions=d.preemptions,
                 )
             )
         self.samples, self._busy = tuple(samples), busy
+
+    def vllm_series(self, name: str) -> list[tuple[str, float]]:
+        """(pod, value) of one vLLM V1 series at the last scrape, for the engines that are up."""
+        read = VLLM[name]
+        return [(s.pod, read(s)) for s in self.samples if s.ready]

@@ -1,15 +1,20 @@
-"""The oracle: per window, the fewest replicas that meet the SLOs, knowing the future, with no start-up delay.
+"""The oracle: the replicas each role needs, knowing the future, under the constraints every policy has —
+`maxReplicaCount` per role, the start-up delay, the same cluster.
 
-Prefill: the pool is a FIFO queue served by identical replicas, one request at a time. For each window in turn
-(carrying over the replicas' busy times and the requests still queued), the fewest replicas with which every
-request that starts its prefill in the window started within its budget, and every one still queued at the
-window's end has not yet waited longer: the TTFT slack less its KV transfer, one decode tick and one decode step
-at the ITL objective.
-
-Decode: B* = the largest batch (up to max_num_seqs) whose step meets the ITL objective at the trace's mean
-context (prompt + half the output). A request holds a decode seat from its arrival until its last token,
-output·step(B*) after its KV arrives (as the prefill plan says); the window needs ceil(peak seats / B*)
-replicas, and enough for the peak reserved KV.
+1. Need per window (`--oracle-window`). Prefill: the pool is a FIFO queue served by identical replicas, one
+   request at a time. For each window in turn (carrying over the replicas' busy times and the requests still
+   queued), the fewest replicas, up to maxReplicaCount, with which every request that starts its prefill in the
+   window waited at most its budget, and every one still queued at the window's end has not yet waited longer.
+   The budget is what the SLO allowance leaves for queueing: the TTFT slack less one decode tick (a sequence
+   joins at a step boundary) and one step at the ITL objective (the first token of a loaded batch). Decode: B* =
+   the largest batch (up to max_num_seqs) whose step meets the ITL objective at the trace's mean context
+   (prompt + half the output); a request holds a slot and at most prompt + output tokens of KV from its arrival
+   until its last token, output·step(B*) after its KV arrives; the window needs ceil(peak slots / B*)
+   replicas, and enough for the peak KV, up to maxReplicaCount.
+2. Replicas, not windows: the k-th replica of a role is needed while a window needs at least k. It is created
+   the longest start-up delay before it is needed (so it is ready whatever the draw), and kept through a gap in
+   its need no longer than that delay (starting it again would bill as much). Replicas needed before the first
+   start-up delay has passed are running at the start, as a static deployment's are.
 """
 
 from __future__ import annotations
@@ -18,40 +23,120 @@ import heapq
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from scaler.simulate.cluster import DECODE, PREFILL
 from scaler.simulate.profile import Profile
 from scaler.simulate.trace import Request
 
-# A replica count no window should need; reaching it means the SLO cannot be met (e.g. a budget below zero).
-MAX_REPLICAS = 256
+if TYPE_CHECKING:
+    from scaler.simulate.policies import Context
 
 
 @dataclass(frozen=True)
 class Plan:
     window_s: float
-    prefill: tuple[int, ...]  # replicas per window
+    prefill: tuple[int, ...]  # replicas needed per window
     decode: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class Schedule:
+    initial: tuple[int, int]  # running at the start
+    changes: tuple[tuple[float, str, int], ...]  # (time, role, replicas), in time order
+    plan: Plan
+
+
+def schedule(ctx: Context) -> Schedule:
+    settings, deployment = ctx.settings, ctx.deployment
+    need = plan(
+        ctx.requests,
+        deployment.profile,
+        settings.ttft_slack,
+        settings.itl,
+        ctx.config.tick,
+        settings.oracle_window,
+        (settings.prefill.max_replicas, settings.decode.max_replicas),
+    )
+    return order(need, deployment.startup.high)
+
+
+def order(need: Plan, startup: float) -> Schedule:
+    """When to create and remove each role's replicas so that every window has what it needs, ready."""
+    initial: list[int] = []
+    changes: list[tuple[float, str, int]] = []
+    for role, counts in ((PREFILL, need.prefill), (DECODE, need.decode)):
+        boundaries: list[tuple[float, int]] = []  # (time, +1 / -1)
+        for level in range(1, max(counts, default=0) + 1):
+            for start, stop in _alive(counts, level, need.window_s, startup):
+                boundaries += [(start, 1), (stop, -1)]
+        boundaries.sort()
+        count = sum(1 for t, d in boundaries if d > 0 and t <= 0) - sum(1 for t, d in boundaries if d < 0 and t <= 0)
+        initial.append(max(1, count))
+        for t, d in boundaries:
+            if t <= 0:
+                continue
+            count += d
+            if changes and changes[-1][0] == t and changes[-1][1] == role:
+                changes[-1] = (t, role, max(1, count))
+            else:
+                changes.append((t, role, max(1, count)))
+    changes.sort(key=lambda c: c[0])
+    deduped: list[tuple[float, str, int]] = []
+    current = {PREFILL: initial[0], DECODE: initial[1]}
+    for t, role, n in changes:
+        if n != current[role]:
+            deduped.append((t, role, n))
+            current[role] = n
+    return Schedule((initial[0], initial[1]), tuple(deduped), need)
+
+
+def _alive(counts: Sequence[int], level: int, window_s: float, startup: float) -> list[tuple[float, float]]:
+    """The spans during which the `level`-th replica exists: created `startup` before it is needed, kept through
+    gaps no longer than `startup`; the last lives on (it serves the drain)."""
+    spans: list[tuple[float, float]] = []
+    w = 0
+    while w < len(counts):
+        if counts[w] < level:
+            w += 1
+            continue
+        first = w
+        while w < len(counts) and counts[w] >= level:
+            w += 1
+        start, stop = first * window_s, (w * window_s if w < len(counts) else math.inf)
+        if spans and start - spans[-1][1] <= startup:
+            spans[-1] = (spans[-1][0], stop)
+        else:
+            spans.append((start, stop))
+    return [(start - startup if start > 0 else -math.inf, stop) for start, stop in spans]
+
+
 def plan(
-    requests: Sequence[Request], profile: Profile, ttft_slack: float, itl: float, tick: float, window_s: float
+    requests: Sequence[Request],
+    profile: Profile,
+    ttft_slack: float,
+    itl: float,
+    tick: float,
+    window_s: float,
+    caps: tuple[int, int] = (256, 256),
 ) -> Plan:
     if not requests:
         return Plan(window_s, (1,), (1,))
     windows = math.floor(requests[-1].arrival / window_s) + 1
     prefill_s = [profile.prefill_seconds(r.prompt) for r in requests]
     transfer_s = [profile.kv_transfer_seconds(r.prompt) for r in requests]
-    prefill, joins = _prefill(requests, prefill_s, transfer_s, ttft_slack - tick - itl, window_s, windows)
-    return Plan(window_s, prefill, _decode(requests, profile, joins, itl, window_s, windows))
+    prefill, joins = _prefill(requests, prefill_s, transfer_s, ttft_slack - tick - itl, window_s, windows, caps[0])
+    return Plan(window_s, prefill, _decode(requests, profile, joins, itl, window_s, windows, caps[1]))
 
 
 def _prefill(
     requests: Sequence[Request],
     prefill_s: Sequence[float],
     transfer_s: Sequence[float],
-    slack: float,
+    budget: float,
     window_s: float,
     windows: int,
+    cap: int,
 ) -> tuple[tuple[int, ...], list[float]]:
     counts, joins = [], [0.0] * len(requests)
     free: list[float] = []  # busy-until of the replicas kept from the window before
@@ -65,12 +150,12 @@ def _prefill(
             arrived += 1
         queue = waiting + list(range(first_new, arrived))
         carried = sorted(free)
-        for n in range(1, MAX_REPLICAS + 1):
+        for n in range(1, cap + 1):
             servers = carried[:n] + [start] * max(0, n - len(carried))
             heapq.heapify(servers)
             ok, left = True, []
             for k in queue:
-                r, budget = requests[k], slack - transfer_s[k]
+                r = requests[k]
                 begin = max(r.arrival, servers[0])
                 if begin >= end:  # starts under the next window's replicas: only its wait so far counts here
                     left.append(k)
@@ -79,7 +164,7 @@ def _prefill(
                 heapq.heapreplace(servers, begin + prefill_s[k])
                 joins[k] = begin + prefill_s[k] + transfer_s[k]
                 ok = ok and begin - r.arrival <= budget
-            if ok or n == MAX_REPLICAS:
+            if ok:
                 break
         counts.append(n)
         free, waiting = servers, left
@@ -87,17 +172,23 @@ def _prefill(
 
 
 def _decode(
-    requests: Sequence[Request], profile: Profile, joins: Sequence[float], itl: float, window_s: float, windows: int
+    requests: Sequence[Request],
+    profile: Profile,
+    joins: Sequence[float],
+    itl: float,
+    window_s: float,
+    windows: int,
+    cap: int,
 ) -> tuple[int, ...]:
     context = sum(r.prompt + r.output / 2 for r in requests) / len(requests)
     batch = profile.max_batch_within(itl, context)
     step = profile.decode_step_seconds(batch, batch * context)
-    # (time, Δseats, Δreserved KV): a request holds a seat and its KV from arrival (the decode worker takes it
-    # before asking for its prefill) until its last token, output·step(B*) after its KV arrives.
+    # (time, Δslots, ΔKV): a request holds a slot and its KV from arrival (the decode engine admits it before
+    # asking for its prefill) until its last token, output·step(B*) after its KV arrives.
     events: list[tuple[float, int, int]] = []
     for r, join in zip(requests, joins, strict=True):
-        reserve = min(r.prompt + r.output, profile.kv_capacity)
-        events += [(r.arrival, 1, reserve), (join + r.output * step, -1, -reserve)]
+        kv = r.prompt + r.output
+        events += [(r.arrival, 1, kv), (join + r.output * step, -1, -kv)]
     events.sort()
     peak_seats, peak_kv = [0] * windows, [0] * windows
     seats = kv = current = 0
@@ -111,5 +202,6 @@ def _decode(
         peak_seats[w] = max(peak_seats[w], seats)
         peak_kv[w] = max(peak_kv[w], kv)
     return tuple(
-        max(1, math.ceil(peak_seats[w] / batch), math.ceil(peak_kv[w] / profile.kv_capacity)) for w in range(windows)
+        min(cap, max(1, math.ceil(peak_seats[w] / batch), math.ceil(peak_kv[w] / profile.kv_capacity)))
+        for w in range(windows)
     )

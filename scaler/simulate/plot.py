@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -61,3 +62,51 @@ def _ttft_p90(run: Run) -> tuple[list[float], list[float]]:
         centres.append((b + 0.5) * BIN_S / 60)
         values.append(percentile(sorted(bins[b]), 0.9))
     return centres, values
+
+
+def frontier_figure(workloads: Sequence[tuple[str, Sequence[str], Any, Any, Any]]) -> Figure:
+    """One panel per workload: every variant's mean SLO against mean GPU-hours with 95 % intervals, each kind's
+    Pareto front as a line, the oracle as a star."""
+    n = len(workloads)
+    fig = Figure(figsize=(7 * min(n, 2), 5.5 * math.ceil(n / 2)), layout="constrained")
+    axes = fig.subplots(math.ceil(n / 2), min(n, 2), squeeze=False).flat
+    for ax, (label, kinds, variants, aggregates, fronts) in zip(axes, workloads, strict=False):
+        for i, kind in enumerate(kinds):
+            color = f"C{i % 10}"
+            for name in variants[kind]:
+                a = aggregates[name]
+                slo, gpu = a.stat("slo_attainment"), a.stat("gpu_hours")
+                ax.errorbar(
+                    gpu.mean,
+                    slo.mean * 100,
+                    xerr=None if math.isnan(gpu.low) else gpu.half_width,
+                    yerr=None if math.isnan(slo.low) else slo.half_width * 100,
+                    fmt="o",
+                    color=color,
+                    ms=4,
+                    alpha=0.6,
+                )
+            front = fronts[kind]
+            ax.plot(
+                [a.stat("gpu_hours").mean for a in front],
+                [a.stat("slo_attainment").mean * 100 for a in front],
+                color=color,
+                lw=1.5,
+                label=kind,
+            )
+        oracle = aggregates["oracle"]
+        ax.plot(
+            oracle.stat("gpu_hours").mean,
+            oracle.stat("slo_attainment").mean * 100,
+            marker="*",
+            ms=16,
+            color="k",
+            ls="none",
+            label="oracle",
+        )
+        ax.set_title(label)
+        ax.set_xlabel("GPU-hours")
+        ax.set_ylabel("SLO met (%)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+    return fig

@@ -1,23 +1,28 @@
 """Scaling policies under comparison, each as a controller acting on the modelled cluster at simulated time.
 
+Policies are named `kind[:arg][+key=value...]` and looked up in a registry other modules add to (`register`):
 - `pd-scaler[:<decode metric>[@<threshold>]]`: the real engine and policy (scaler.engine) through simulated
-  sources, behind an emulated KEDA + HPA per role. The prefill trigger is `external-push`.
+  sources, behind an emulated KEDA + HPA per role. The prefill trigger is `external-push`. `+key=value` sets a
+  trigger key (`+lagThreshold=10` on prefill; decode keys on decode).
 - `keda-builtin`: the ACK guide's set-up: KEDA's nats-jetstream scaler (lag = pending + ack-pending, lagThreshold
   5) for prefill; KEDA's prometheus scaler for decode on a query summing each decode pod's GPU memory fraction
-  (threshold 0.8; its regex on pod names also matches pods being removed).
+  (threshold 0.8; its regex on pod names also matches pods being removed). `+lagThreshold=`, `+threshold=`.
 - `dynamo-load`: Dynamo's load-based planner (REFERENCE §5): ±1 replica per role per adjustment interval.
+  `+prefill_queue_up=` and the other PlannerSettings fields.
 - `static:PxD`: fixed replicas.
-- `oracle`: scaler.simulate.oracle's plan, applied with no start-up delay.
+- `oracle`: scaler.simulate.oracle's schedule.
+Each kind also says which variants a frontier sweeps (its main knob).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import heapq
+import random
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from scaler.engine import Engine, Ref
 from scaler.errors import ScalerError
@@ -25,18 +30,21 @@ from scaler.metrics import Metrics
 from scaler.simulate import oracle
 from scaler.simulate.autoscaling import SYNC_PERIOD, ScaledObject, ScaledObjectSpec
 from scaler.simulate.cluster import DECODE, PREFILL, ROLES, Cluster
+from scaler.simulate.deployment import Deployment
 from scaler.simulate.exporters import Scraper
 from scaler.simulate.sources import NAMESPACE, SimClock, SimSources
+from scaler.simulate.trace import Request
 from scaler.sources.base import Source
-from scaler.triggers import METRICS, parse
+from scaler.triggers import METRICS, PrefillTrigger, parse
 
-POLICIES = ("pd-scaler[:<decode metric>[@<threshold>]]", "keda-builtin", "dynamo-load", "static:PxD", "oracle")
-DEFAULT_POLICIES = ("pd-scaler", "pd-scaler:gpu-memory", "keda-builtin", "dynamo-load", "static:2x1", "oracle")
+if TYPE_CHECKING:
+    from scaler.simulate.simulation import Config
 
 PD_SCALER_PREFILL = {"role": "prefill", "natsServer": "nats://sim:4222", "lagThreshold": "5"}
 PD_SCALER_DECODE = {"role": "decode", "prometheusAddress": "http://sim:9090", "threshold": "0.8"}
 KEDA_LAG_THRESHOLD = 5.0  # the ACK guide's lagThreshold
 KEDA_MEMORY_THRESHOLD = 0.8
+_PREFILL_KEYS = frozenset(f.alias or n for n, f in PrefillTrigger.model_fields.items()) - {"role", "maxStaleness"}
 
 
 @dataclass(frozen=True)
@@ -69,34 +77,166 @@ class Settings:
     ttft_slack: float = 1.0
     itl: float = 0.05
 
+    def describe(self) -> dict[str, Any]:
+        """What shaped the run, for the report and the JSON."""
+
+        def spec(s: ScaledObjectSpec) -> dict[str, Any]:
+            out = dataclasses.asdict(s)
+            out.pop("push")
+            return out
+
+        return {
+            "prefill": spec(self.prefill),
+            "decode": spec(self.decode),
+            "prefill_metadata": dict(self.prefill_metadata),
+            "decode_metadata": dict(self.decode_metadata),
+            "refresh_interval_s": self.refresh_interval,
+            "kube_refresh_interval_s": self.kube_refresh_interval,
+            "hpa_sync_s": self.hpa_sync,
+            "planner": dataclasses.asdict(self.planner),
+            "oracle_window_s": self.oracle_window,
+        }
+
 
 @dataclass(frozen=True)
 class Policy:
     name: str  # as given
-    kind: str  # pd-scaler, keda-builtin, dynamo-load, static, oracle
-    decode_metric: str = "kv-cache"  # pd-scaler
-    decode_threshold: str | None = None  # pd-scaler: overrides the decode trigger's threshold
-    static: tuple[int, int] = (1, 1)
+    kind: str  # the registry's key: pd-scaler, keda-builtin, dynamo-load, static, oracle, ...
+    arg: str = ""  # after `:`
+    options: tuple[tuple[str, str], ...] = ()  # `+key=value`, in order
+
+    @property
+    def decode_metric(self) -> str:  # pd-scaler
+        return self.arg.partition("@")[0] or "kv-cache"
+
+    @property
+    def decode_threshold(self) -> str | None:  # pd-scaler
+        return self.arg.partition("@")[2] or None
+
+    @property
+    def static(self) -> tuple[int, int]:
+        p, _, d = self.arg.partition("x")
+        return int(p), int(d)
+
+
+@dataclass
+class Context:
+    """What a controller may use: the cluster it acts on and the world around it."""
+
+    cluster: Cluster
+    clock: SimClock
+    scraper: Scraper
+    settings: Settings
+    config: Config
+    deployment: Deployment
+    requests: Sequence[Request]
+    phases: random.Random  # offsets of periodic loops, from the run's seed
+
+
+@dataclass(frozen=True)
+class PolicyKind:
+    """One kind of policy: how its name is checked, the controller that runs it, and what a frontier sweeps."""
+
+    name: str
+    usage: str
+    controller: Callable[[Policy, Context], Controller]
+    check: Callable[[Policy], None] = lambda policy: None  # ValueError naming the problem
+    knob: str = ""  # what `sweep` varies
+    sweep: Callable[[Settings], Sequence[str]] = lambda settings: ()  # the policies of its frontier
+
+
+REGISTRY: dict[str, PolicyKind] = {}
+
+
+def register(kind: PolicyKind) -> None:
+    """Add (or replace) a kind of policy: `--policy`, the frontier and the report know it from then on."""
+    REGISTRY[kind.name] = kind
+
+
+def usage() -> list[str]:
+    return [k.usage for k in REGISTRY.values()]
 
 
 def parse_policy(text: str) -> Policy:
     name = text.strip()
-    kind, _, arg = name.partition(":")
-    if kind == "pd-scaler":
-        metric, at, threshold = arg.partition("@")
-        if (metric and metric not in METRICS) or (at and not threshold):
-            raise ValueError(
-                f"policy {name!r}: write pd-scaler[:<decode metric>[@<threshold>]], metric one of {', '.join(METRICS)}"
-            )
-        return Policy(name, kind, decode_metric=metric or "kv-cache", decode_threshold=threshold or None)
-    if kind == "static":
-        match = re.fullmatch(r"(\d+)x(\d+)", arg)
-        if not match or int(match[1]) < 1 or int(match[2]) < 1:
-            raise ValueError(f"policy {name!r}: write static:PxD with P, D >= 1, e.g. static:2x1")
-        return Policy(name, kind, static=(int(match[1]), int(match[2])))
-    if kind in ("keda-builtin", "dynamo-load", "oracle") and not arg:
-        return Policy(name, kind)
-    raise ValueError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}")
+    head, *extra = name.split("+")
+    kind, _, arg = head.partition(":")
+    options = []
+    for item in extra:
+        key, eq, value = item.partition("=")
+        if not eq or not key or not value:
+            raise ValueError(f"policy {name!r}: write +key=value after the policy")
+        options.append((key, value))
+    if kind not in REGISTRY:
+        raise ValueError(f"unknown policy {name!r}; known: {', '.join(usage())}")
+    policy = Policy(name, kind, arg, tuple(options))
+    REGISTRY[kind].check(policy)
+    return policy
+
+
+def kind_of(policy: Policy) -> PolicyKind:
+    return REGISTRY[policy.kind]
+
+
+def _check_pd_scaler(policy: Policy) -> None:
+    metric, at, threshold = policy.arg.partition("@")
+    if (metric and metric not in METRICS) or (at and not threshold):
+        raise ValueError(
+            f"policy {policy.name!r}: write pd-scaler[:<decode metric>[@<threshold>]], metric one of"
+            f" {', '.join(METRICS)}"
+        )
+    pd_scaler_metadata(policy, Settings())
+
+
+def _check_static(policy: Policy) -> None:
+    match = re.fullmatch(r"(\d+)x(\d+)", policy.arg)
+    if not match or int(match[1]) < 1 or int(match[2]) < 1 or policy.options:
+        raise ValueError(f"policy {policy.name!r}: write static:PxD with P, D >= 1, e.g. static:2x1")
+
+
+def _check_plain(policy: Policy) -> None:
+    if policy.arg:
+        raise ValueError(f"unknown policy {policy.name!r}; known: {', '.join(usage())}")
+
+
+def _check_keda(policy: Policy) -> None:
+    _check_plain(policy)
+    _keda_thresholds(policy)
+
+
+def _check_planner(policy: Policy) -> None:
+    _check_plain(policy)
+    _planner(policy, PlannerSettings())
+
+
+def _keda_thresholds(policy: Policy) -> tuple[float, float]:
+    values = {"lagThreshold": KEDA_LAG_THRESHOLD, "threshold": KEDA_MEMORY_THRESHOLD}
+    for key, value in policy.options:
+        if key not in values:
+            raise ValueError(f"policy {policy.name!r}: keda-builtin takes +lagThreshold= and +threshold=, not {key!r}")
+        values[key] = _positive_number(policy, key, value)
+    return values["lagThreshold"], values["threshold"]
+
+
+def _planner(policy: Policy, base: PlannerSettings) -> PlannerSettings:
+    fields = {f.name: f.type for f in dataclasses.fields(PlannerSettings)}
+    changes: dict[str, Any] = {}
+    for key, value in policy.options:
+        if key not in fields:
+            raise ValueError(f"policy {policy.name!r}: dynamo-load takes +{'=, +'.join(fields)}=, not {key!r}")
+        number = _positive_number(policy, key, value)
+        changes[key] = int(number) if fields[key] in (int, "int") else number
+    return dataclasses.replace(base, **changes)
+
+
+def _positive_number(policy: Policy, key: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 <= number < float("inf"):
+        raise ValueError(f"policy {policy.name!r}: {key}={value!r} is not a number >= 0")
+    return number
 
 
 def pd_scaler_metadata(policy: Policy, settings: Settings) -> dict[str, dict[str, str]]:
@@ -107,6 +247,8 @@ def pd_scaler_metadata(policy: Policy, settings: Settings) -> dict[str, dict[str
     decode |= settings.decode_metadata
     if policy.decode_threshold is not None:
         decode["threshold"] = policy.decode_threshold
+    for key, value in policy.options:
+        (prefill if key in _PREFILL_KEYS else decode)[key] = value
     for metadata in (prefill, decode):
         parse(metadata)
     return {PREFILL: prefill, DECODE: decode}
@@ -166,27 +308,28 @@ class EngineMetric:
 class KedaLagMetric:
     """KEDA's nats-jetstream scaler: it reads /jsz when asked."""
 
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
+    def __init__(self, cluster: Cluster, threshold: float = KEDA_LAG_THRESHOLD) -> None:
+        self.cluster, self.threshold = cluster, threshold
 
     async def measure(self) -> Measurement | None:
         lag = float(self.cluster.prefill_lag())
-        return Measurement(lag, KEDA_LAG_THRESHOLD, lag > 0)
+        return Measurement(lag, self.threshold, lag > 0)
 
 
 class KedaMemoryMetric:
     """KEDA's prometheus scaler on Σ per-pod GPU memory fraction; an empty result counts as 0 (ignoreNullValues)."""
 
-    def __init__(self, scraper: Scraper) -> None:
-        self.scraper = scraper
+    def __init__(self, scraper: Scraper, threshold: float = KEDA_MEMORY_THRESHOLD) -> None:
+        self.scraper, self.threshold = scraper, threshold
 
     async def measure(self) -> Measurement | None:
         value = sum(s.memory_fraction for s in self.scraper.samples)
-        return Measurement(value, KEDA_MEMORY_THRESHOLD, value > 0)
+        return Measurement(value, self.threshold, value > 0)
 
 
 class KedaController(Controller):
-    """One KEDA ScaledObject (and its HPA) per role: HPA syncs every `hpa_sync`, KEDA polls every pollingInterval."""
+    """One KEDA ScaledObject (and its HPA) per role: HPA syncs every `hpa_sync`, KEDA polls every pollingInterval,
+    each loop at its own phase."""
 
     def __init__(
         self,
@@ -194,16 +337,19 @@ class KedaController(Controller):
         metrics: Mapping[str, RoleMetric],
         specs: Mapping[str, ScaledObjectSpec],
         hpa_sync: float,
+        init: tuple[int, int],
+        phases: random.Random,
     ) -> None:
         super().__init__(cluster)
         self.metrics = metrics
         self.specs = specs
         self.hpa_sync = hpa_sync
+        self.init = init
         self.scaled = {role: ScaledObject(specs[role]) for role in ROLES}
         self._schedule: list[tuple[float, int, str, str]] = []
         for i, role in enumerate(ROLES):
-            self._at(hpa_sync, i, role, "sync")
-            self._at(specs[role].polling_interval, len(ROLES) + i, role, "poll")
+            self._at(phases.uniform(0, hpa_sync), i, role, "sync")
+            self._at(phases.uniform(0, specs[role].polling_interval), len(ROLES) + i, role, "poll")
         cluster.watch_empty_prefill = specs[PREFILL].push
         self.next_time = self._schedule[0][0]
 
@@ -211,7 +357,7 @@ class KedaController(Controller):
         heapq.heappush(self._schedule, (t, order, role, what))
 
     def initial(self) -> tuple[int, int]:
-        return max(1, self.specs[PREFILL].min_replicas), max(1, self.specs[DECODE].min_replicas)
+        return self.init
 
     async def act(self, now: float) -> None:
         t, order, role, what = heapq.heappop(self._schedule)
@@ -239,27 +385,39 @@ class KedaController(Controller):
         await self._do(now, PREFILL, "poll")
 
 
+def _keda_builtin(policy: Policy, ctx: Context) -> Controller:
+    lag, memory = _keda_thresholds(policy)
+    metrics: dict[str, RoleMetric] = {
+        PREFILL: KedaLagMetric(ctx.cluster, lag),
+        DECODE: KedaMemoryMetric(ctx.scraper, memory),
+    }
+    specs = {PREFILL: ctx.settings.prefill, DECODE: ctx.settings.decode}
+    return KedaController(ctx.cluster, metrics, specs, ctx.settings.hpa_sync, ctx.config.init, ctx.phases)
+
+
 class PdScalerController(KedaController):
     """KEDA + HPA asking the real engine, whose sources are refreshed at their intervals in simulated time."""
 
-    def __init__(self, cluster: Cluster, clock: SimClock, scraper: Scraper, policy: Policy, settings: Settings) -> None:
+    def __init__(self, policy: Policy, ctx: Context) -> None:
+        cluster, settings = ctx.cluster, ctx.settings
         metadata = pd_scaler_metadata(policy, settings)
         self.sources = SimSources(
-            cluster, scraper, Metrics(), clock, settings.refresh_interval, settings.kube_refresh_interval
+            cluster, ctx.scraper, Metrics(), ctx.clock, settings.refresh_interval, settings.kube_refresh_interval
         )
-        self.engine = Engine(self.sources, self.sources.metrics, first_sample_wait=0.0, clock=clock)
+        self.engine = Engine(self.sources, self.sources.metrics, first_sample_wait=0.0, clock=ctx.clock)
         refs = {role: Ref(NAMESPACE, f"sim-{role}", metadata[role]) for role in ROLES}
         metrics = {role: EngineMetric(self.engine, refs[role]) for role in ROLES}
         specs = {PREFILL: dataclasses.replace(settings.prefill, push=True), DECODE: settings.decode}
-        # The sources exist once the engine has been asked about the trigger (GetMetricSpec does that first).
+        # The sources exist once the engine has been asked about the trigger (GetMetricSpec does that first). Each
+        # refreshes first at its own phase, as the background loops of a process started at any moment would.
         self._refresh: list[tuple[float, int, Source[Any]]] = []
         for role in ROLES:
             for source in self.engine.evaluator(refs[role]).sources:
                 if all(source is not s for _, _, s in self._refresh):
-                    self._refresh.append((0.0, len(self._refresh), source))
+                    self._refresh.append((ctx.phases.uniform(0, source.interval), len(self._refresh), source))
         heapq.heapify(self._refresh)
-        super().__init__(cluster, metrics, specs, settings.hpa_sync)
-        self.next_time = 0.0
+        super().__init__(cluster, metrics, specs, settings.hpa_sync, ctx.config.init, ctx.phases)
+        self.next_time = min(self._schedule[0][0], self._refresh[0][0])
 
     async def act(self, now: float) -> None:
         # The sources' background loops, run at simulated time: refresh first, then answer KEDA.
@@ -286,6 +444,8 @@ class PdScalerController(KedaController):
 
 
 class StaticController(Controller):
+    """Fixed replicas, running from the start (a static deployment is simply there)."""
+
     def __init__(self, cluster: Cluster, replicas: tuple[int, int]) -> None:
         super().__init__(cluster)
         self.replicas = replicas
@@ -301,20 +461,28 @@ class DynamoLoadController(Controller):
     threshold if the trend does not bring it back under within `trend_intervals`, a decode worker above the high
     KV threshold. Nothing changes in an interval during which the number of serving workers changed."""
 
-    def __init__(self, cluster: Cluster, settings: Settings) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        settings: Settings,
+        planner: PlannerSettings | None = None,
+        init: tuple[int, int] = (1, 1),
+        phase: float = 0.0,
+    ) -> None:
         super().__init__(cluster)
-        self.s = settings.planner
+        self.s = planner or settings.planner
         self.min = {PREFILL: max(1, settings.prefill.min_replicas), DECODE: max(1, settings.decode.min_replicas)}
         self.max = {PREFILL: settings.prefill.max_replicas, DECODE: settings.decode.max_replicas}
-        self.next_time = self.s.sample_interval
-        self._next_adjustment = self.s.adjustment_interval
+        self.init = init
+        self.next_time = phase + self.s.sample_interval
+        self._next_adjustment = phase + self.s.adjustment_interval
         self._queue: list[float] = []
         self._kv: list[float] = []
         self._grace = 0
         self._workers = self._serving()
 
     def initial(self) -> tuple[int, int]:
-        return self.min[PREFILL], self.min[DECODE]
+        return self.init
 
     def _serving(self) -> tuple[int, int]:
         return self.cluster.ready_replicas(PREFILL), self.cluster.ready_replicas(DECODE)
@@ -354,18 +522,102 @@ class DynamoLoadController(Controller):
 
 
 class OracleController(Controller):
-    def __init__(self, cluster: Cluster, plan: oracle.Plan) -> None:
+    """Applies the oracle's schedule: replica counts per role at the times it set them."""
+
+    def __init__(self, cluster: Cluster, schedule: oracle.Schedule) -> None:
         super().__init__(cluster)
-        self.plan = plan
-        self._window = 0
-        self.next_time = plan.window_s if len(plan.prefill) > 1 else float("inf")
+        self.schedule = schedule
+        self._next = 0
+        self.next_time = schedule.changes[0][0] if schedule.changes else float("inf")
 
     def initial(self) -> tuple[int, int]:
-        return self.plan.prefill[0], self.plan.decode[0]
+        return self.schedule.initial
 
     async def act(self, now: float) -> None:
-        self._window += 1
-        self.cluster.scale(PREFILL, self.plan.prefill[self._window])
-        self.cluster.scale(DECODE, self.plan.decode[self._window])
-        more = self._window + 1 < len(self.plan.prefill)
-        self.next_time = (self._window + 1) * self.plan.window_s if more else float("inf")
+        changes = self.schedule.changes
+        while self._next < len(changes) and changes[self._next][0] <= now:
+            _, role, replicas = changes[self._next]
+            self.cluster.scale(role, replicas)
+            self._next += 1
+        self.next_time = changes[self._next][0] if self._next < len(changes) else float("inf")
+
+
+# -- the registry ----------------------------------------------------------------------------------------------
+
+LAG_SWEEP = ("2", "5", "10", "20")
+
+
+def _pd_scaler_sweep(settings: Settings) -> list[str]:
+    return [f"pd-scaler+lagThreshold={lag}" for lag in LAG_SWEEP] + [
+        f"pd-scaler:kv-cache@{t}" for t in ("0.3", "0.5", "0.9")
+    ]
+
+
+def _static_sweep(settings: Settings) -> list[str]:
+    grid = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+    prefill = [p for p in grid if p <= settings.prefill.max_replicas]
+    decode = [d for d in grid[:5] if d <= settings.decode.max_replicas]
+    return [f"static:{p}x{d}" for p in prefill for d in decode]
+
+
+def _planner_sweep(settings: Settings) -> list[str]:
+    pairs = (("1", "0.6"), ("2.5", "0.75"), ("5", "0.9"), ("10", "0.95"))
+    return [f"dynamo-load+prefill_queue_up={q}+decode_kv_up={kv}" for q, kv in pairs]
+
+
+register(
+    PolicyKind(
+        "pd-scaler",
+        "pd-scaler[:<decode metric>[@<threshold>]][+<trigger key>=<value>]",
+        PdScalerController,
+        _check_pd_scaler,
+        "prefill lagThreshold; decode kv-cache threshold",
+        _pd_scaler_sweep,
+    )
+)
+register(
+    PolicyKind(
+        "keda-builtin",
+        "keda-builtin[+lagThreshold=N][+threshold=X]",
+        _keda_builtin,
+        _check_keda,
+        "lagThreshold",
+        lambda settings: [f"keda-builtin+lagThreshold={lag}" for lag in LAG_SWEEP],
+    )
+)
+register(
+    PolicyKind(
+        "dynamo-load",
+        "dynamo-load[+<planner setting>=<value>]",
+        lambda policy, ctx: DynamoLoadController(
+            ctx.cluster,
+            ctx.settings,
+            _planner(policy, ctx.settings.planner),
+            ctx.config.init,
+            ctx.phases.uniform(0, ctx.settings.planner.sample_interval),
+        ),
+        _check_planner,
+        "prefill queue and decode KV thresholds (scale-up)",
+        _planner_sweep,
+    )
+)
+register(
+    PolicyKind(
+        "static",
+        "static:PxD",
+        lambda policy, ctx: StaticController(ctx.cluster, policy.static),
+        _check_static,
+        "the P x D grid",
+        _static_sweep,
+    )
+)
+register(
+    PolicyKind(
+        "oracle",
+        "oracle",
+        lambda policy, ctx: OracleController(ctx.cluster, oracle.schedule(ctx)),
+        _check_plain,
+    )
+)
+
+DEFAULT_POLICIES = ("pd-scaler", "pd-scaler:gpu-memory", "keda-builtin", "dynamo-load", "static:2x1", "oracle")

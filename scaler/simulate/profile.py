@@ -57,13 +57,16 @@ class ProfileFile(_Strict):
 class Profile:
     """Interpolated times of one replica. All times include `engine_overhead`."""
 
-    def __init__(self, spec: ProfileFile) -> None:
+    def __init__(self, spec: ProfileFile, gpus: int | None = None) -> None:
         self.spec = spec
         self.name = spec.name
-        self.gpus = spec.gpus_per_replica
-        self.kv_capacity = spec.kv_capacity_tokens
+        self.tp = spec.gpus_per_replica  # the GPUs the measured engine spans
+        self.gpus = gpus or spec.gpus_per_replica  # the GPUs a pod requests: what is billed
         self.max_num_seqs = spec.max_num_seqs
         self.block_size = spec.block_size
+        # The engine allocates whole blocks: what it holds is a whole number of them.
+        self.kv_blocks = spec.kv_capacity_tokens // spec.block_size
+        self.kv_capacity = self.kv_blocks * spec.block_size
         self._slowdown = 1.0 + spec.engine_overhead
         points = sorted({p.tokens: p.seconds for p in spec.prefill}.items())
         self._prefill_x = [float(n) for n, _ in points]
@@ -79,6 +82,11 @@ class Profile:
         self._by_batch: dict[int, list[float]] = {}
         self._transfer_latency = spec.kv_transfer.latency_s
         self._transfer_s_per_token = spec.kv_bytes_per_token * 8 / (spec.kv_transfer.gbit_per_s * 1e9)
+
+    def with_engine(self, gpus: int | None = None, **engine: int) -> Profile:
+        """The same measurements under other engine settings (max_num_seqs, max_num_batched_tokens,
+        block_size) and billed GPUs."""
+        return Profile(self.spec.model_copy(update=engine), gpus or self.gpus)
 
     def _single_pass(self, tokens: float) -> float:
         return _interp(self._prefill_x, self._prefill_y, tokens)

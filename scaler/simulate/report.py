@@ -1,47 +1,69 @@
-"""Latency percentiles, SLO attainment and GPU-hours per policy; the comparison table and the JSON summary."""
+"""SLO attainment, latency percentiles and GPU-hours per run; their means and 95 % intervals over replications;
+paired differences between policies; the comparison table and the JSON summary."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
-from scaler.simulate.cluster import DECODE, PREFILL
+from scaler.simulate.cluster import DECODE, PREFILL, Record
+from scaler.simulate.profile import Profile
 from scaler.simulate.simulation import Run
-from scaler.simulate.trace import TraceStats
 
 
 @dataclass(frozen=True)
 class Slo:
-    """A request meets the SLO when its TTFT is at most `ttft_slack` above its prompt's own unloaded prefill time
-    (so a long prompt is not a miss by construction) and its mean inter-token latency is at most `itl`."""
+    """A request meets the SLO when its TTFT is within its allowance — the TTFT it would have alone (its own prefill,
+    its KV transfer and its first decode step) plus `ttft_slack` — and its mean inter-token latency is at most `itl`."""
 
     ttft_slack: float = 1.0
     itl: float = 0.05
 
+    def allowance(self, r: Record) -> float:
+        return r.prefill_s + r.transfer_s + r.first_step_s + self.ttft_slack
 
-@dataclass(frozen=True)
-class Percentiles:
-    p50: float
-    p90: float
-    p99: float
+    def met(self, r: Record) -> bool:
+        return r.ttft <= self.allowance(r) and (r.output <= 1 or r.itl <= self.itl)
+
+
+def feasible(r: Record, profile: Profile, slo: Slo) -> bool:
+    """Could any provisioning serve it within the SLO? Not if its KV exceeds an engine's, or if its inter-token
+    latency alone (one sequence at its mean context) already exceeds the objective. (Alone, its TTFT is within
+    its allowance by construction.)"""
+    if r.prompt + r.output > profile.kv_capacity:
+        return False
+    return r.output <= 1 or profile.decode_step_seconds(1, r.prompt + r.output / 2) <= slo.itl
 
 
 @dataclass(frozen=True)
 class Summary:
+    """One run's figures, over the measured requests: arrived after the warm-up and feasible."""
+
     policy: str
+    seed: int
     slo_attainment: float
-    ttft: Percentiles
-    itl: Percentiles
+    ttft_p50: float
+    ttft_p90: float
+    ttft_p99: float
+    itl_p50: float
+    itl_p90: float
+    itl_p99: float
     gpu_hours_prefill: float
     gpu_hours_decode: float
-    peak_prefill: int
-    peak_decode: int
+    gpu_hours: float
+    peak_prefill: float
+    peak_decode: float
+    measured: float
+    infeasible: float
+    dropped: float
+    unfinished: float
+    preemptions: float
 
-    @property
-    def gpu_hours(self) -> float:
-        return self.gpu_hours_prefill + self.gpu_hours_decode
+
+FIGURES = [f.name for f in fields(Summary) if f.name not in ("policy", "seed")]
 
 
 def percentile(ordered: Sequence[float], q: float) -> float:
@@ -54,53 +76,158 @@ def percentile(ordered: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
-def _percentiles(values: list[float]) -> Percentiles:
-    values.sort()
-    return Percentiles(percentile(values, 0.5), percentile(values, 0.9), percentile(values, 0.99))
-
-
-def summarize(run: Run, slo: Slo) -> Summary:
-    ttfts, itls, met = [], [], 0
+def summarize(run: Run, slo: Slo, profile: Profile) -> Summary:
+    ttfts, itls = [], []
+    met = measured = infeasible = dropped = unfinished = 0
     for r in run.records:
-        ttft, itl = r.ttft, r.itl
-        ttfts.append(ttft)
-        if r.output > 1:
-            itls.append(itl)
-        if ttft <= r.prefill_s + slo.ttft_slack and (r.output <= 1 or itl <= slo.itl):
-            met += 1
-    n = len(run.records)
+        if r.arrival < run.start:
+            continue
+        if not feasible(r, profile, slo):
+            infeasible += 1
+            continue
+        measured += 1
+        if r.dropped_at == r.dropped_at:
+            dropped += 1
+        elif r.finish != r.finish:
+            unfinished += 1  # still running at the horizon: a miss
+        else:
+            ttfts.append(r.ttft)
+            if r.output > 1:
+                itls.append(r.itl)
+            met += slo.met(r)
+    ttfts.sort()
+    itls.sort()
+    after = [s for s in run.timeline if s.t >= run.start] or run.timeline
+    gpu_p, gpu_d = run.gpu_seconds[PREFILL] / 3600, run.gpu_seconds[DECODE] / 3600
     return Summary(
         policy=run.policy,
-        slo_attainment=met / n if n else math.nan,
-        ttft=_percentiles(ttfts),
-        itl=_percentiles(itls),
-        gpu_hours_prefill=run.gpu_seconds[PREFILL] / 3600,
-        gpu_hours_decode=run.gpu_seconds[DECODE] / 3600,
-        peak_prefill=max((s.prefill for s in run.timeline), default=0),
-        peak_decode=max((s.decode for s in run.timeline), default=0),
+        seed=run.seed,
+        slo_attainment=met / measured if measured else math.nan,
+        ttft_p50=percentile(ttfts, 0.5),
+        ttft_p90=percentile(ttfts, 0.9),
+        ttft_p99=percentile(ttfts, 0.99),
+        itl_p50=percentile(itls, 0.5),
+        itl_p90=percentile(itls, 0.9),
+        itl_p99=percentile(itls, 0.99),
+        gpu_hours_prefill=gpu_p,
+        gpu_hours_decode=gpu_d,
+        gpu_hours=gpu_p + gpu_d,
+        peak_prefill=max(s.prefill for s in after),
+        peak_decode=max(s.decode for s in after),
+        measured=measured,
+        infeasible=infeasible,
+        dropped=dropped,
+        unfinished=unfinished,
+        preemptions=run.preemptions,
     )
 
 
-def table(summaries: Sequence[Summary], baseline: str | None = None) -> str:
-    """The comparison table; with `baseline`, GPU-hours also as a ratio to that policy's."""
-    base = next((s for s in summaries if s.policy == baseline), None)
-    head = ["policy", "SLO met", "TTFT p50/p90/p99 s", "ITL p50/p90/p99 ms", "GPU-h P", "GPU-h D", "GPU-h", "peak PxD"]
+# -- replications ---------------------------------------------------------------------------------------------
+
+# Student's t, two-sided 95 %, by degrees of freedom.
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131)
+
+
+def t95(df: int) -> float:
+    return _T95[df - 1] if df <= len(_T95) else 1.96 + 2.4 / df
+
+
+@dataclass(frozen=True)
+class Stat:
+    """A mean over replications and its 95 % confidence interval (Student's t); no interval from one run."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Stat:
+        values = [v for v in values if not math.isnan(v)]
+        if not values:
+            return cls(math.nan, math.nan, math.nan, 0)
+        mean = statistics.fmean(values)
+        if len(values) < 2:
+            return cls(mean, math.nan, math.nan, len(values))
+        half = t95(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+        return cls(mean, mean - half, mean + half, len(values))
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+    def excludes_zero(self) -> bool:
+        return self.n >= 2 and (self.low > 0 or self.high < 0)
+
+    def json(self, digits: int = 4) -> dict[str, Any]:
+        def r(v: float) -> float | None:
+            return None if math.isnan(v) else round(v, digits)
+
+        return {"mean": r(self.mean), "ci95": None if math.isnan(self.low) else [r(self.low), r(self.high)]}
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    policy: str
+    runs: tuple[Summary, ...]  # one per seed, in seed order
+
+    def stat(self, figure: str) -> Stat:
+        return Stat.of([getattr(s, figure) for s in self.runs])
+
+
+def aggregate(summaries: Sequence[Summary]) -> list[Aggregate]:
+    """Group one summary per (policy, seed) by policy, keeping the policies' order."""
+    by: dict[str, list[Summary]] = {}
+    for s in summaries:
+        by.setdefault(s.policy, []).append(s)
+    return [Aggregate(p, tuple(sorted(runs, key=lambda s: s.seed))) for p, runs in by.items()]
+
+
+def difference(a: Aggregate, b: Aggregate, figure: str) -> Stat:
+    """a - b on `figure`, paired by seed (both saw the same arrivals, start-up draws and phases)."""
+    bs = {s.seed: getattr(s, figure) for s in b.runs}
+    return Stat.of([getattr(s, figure) - bs[s.seed] for s in a.runs if s.seed in bs])
+
+
+# -- output ---------------------------------------------------------------------------------------------------
+
+
+def _cell(stat: Stat, fmt: Callable[[float], str], half: Callable[[float], str] | None = None) -> str:
+    if math.isnan(stat.mean):
+        return "-"
+    if stat.n < 2:
+        return fmt(stat.mean)
+    return f"{fmt(stat.mean)} ±{(half or fmt)(stat.half_width)}"
+
+
+def table(aggregates: Sequence[Aggregate], baseline: str | None = None) -> str:
+    """The comparison table: means over the seeds, ± the half-width of their 95 % interval."""
+    base = next((a for a in aggregates if a.policy == baseline), None)
+    head = ["policy", "SLO met", "TTFT p50/p90/p99 s", "ITL p90 ms", "GPU-h P", "GPU-h D", "GPU-h", "peak PxD"]
+    head += ["dropped", "unfinished", "preempted"]
     if base is not None:
         head.append(f"GPU-h vs {base.policy}")
     rows = [head]
-    for s in summaries:
+    pct = lambda v: f"{v:.1%}"  # noqa: E731
+    for a in aggregates:
+        s = a.stat
+        ttft = " / ".join(f"{s(f).mean:.2f}" for f in ("ttft_p50", "ttft_p90", "ttft_p99"))
         row = [
-            s.policy,
-            f"{s.slo_attainment:.1%}",
-            f"{s.ttft.p50:.2f} / {s.ttft.p90:.2f} / {s.ttft.p99:.2f}",
-            f"{s.itl.p50 * 1e3:.0f} / {s.itl.p90 * 1e3:.0f} / {s.itl.p99 * 1e3:.0f}",
-            f"{s.gpu_hours_prefill:.1f}",
-            f"{s.gpu_hours_decode:.1f}",
-            f"{s.gpu_hours:.1f}",
-            f"{s.peak_prefill}x{s.peak_decode}",
+            a.policy,
+            _cell(s("slo_attainment"), pct),
+            ttft,
+            _cell(s("itl_p90"), lambda v: f"{v * 1e3:.0f}"),
+            _cell(s("gpu_hours_prefill"), lambda v: f"{v:.1f}"),
+            _cell(s("gpu_hours_decode"), lambda v: f"{v:.1f}"),
+            _cell(s("gpu_hours"), lambda v: f"{v:.2f}"),
+            f"{max(r.peak_prefill for r in a.runs):.0f}x{max(r.peak_decode for r in a.runs):.0f}",
+            f"{s('dropped').mean:.0f}",
+            f"{s('unfinished').mean:.0f}",
+            f"{s('preemptions').mean:.0f}",
         ]
         if base is not None:
-            row.append(f"{s.gpu_hours / base.gpu_hours:.2f}x" if base.gpu_hours else "-")
+            ratio = base.stat("gpu_hours").mean
+            row.append(f"{s('gpu_hours').mean / ratio:.2f}x" if ratio else "-")
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = [
@@ -111,33 +238,39 @@ def table(summaries: Sequence[Summary], baseline: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def json_summary(trace: str, stats: TraceStats, load_scale: float, summaries: Sequence[Summary]) -> dict[str, Any]:
+def comparisons(aggregates: Sequence[Aggregate], baseline: str) -> list[str]:
+    """Each policy against `baseline`, paired by seed: the differences and whether they can be told apart."""
+    base = next((a for a in aggregates if a.policy == baseline), None)
+    if base is None:
+        return []
+    out = []
+    for a in aggregates:
+        if a is base:
+            continue
+        slo, gpu = difference(a, base, "slo_attainment"), difference(a, base, "gpu_hours")
+        if slo.n < 2:
+            out.append(
+                f"{a.policy} vs {baseline}: SLO {slo.mean * 100:+.1f} pp, GPU-h {gpu.mean:+.2f}"
+                " (one seed: run --seeds N for intervals)"
+            )
+            continue
+        parts = []
+        for label, d, scale, unit in (("SLO", slo, 100, " pp"), ("GPU-h", gpu, 1, "")):
+            verdict = "" if d.excludes_zero() else ", not distinguishable"
+            parts.append(f"{label} {d.mean * scale:+.2f}{unit} [{d.low * scale:+.2f}, {d.high * scale:+.2f}]{verdict}")
+        out.append(f"{a.policy} vs {baseline}: " + "; ".join(parts))
+    return out
+
+
+def json_policies(aggregates: Sequence[Aggregate]) -> dict[str, Any]:
     return {
-        "trace": {
-            "name": trace,
-            "load_scale": load_scale,
-            "requests": stats.requests,
-            "duration_s": round(stats.duration_s, 3),
-            "rate_per_s": round(stats.rate_per_s, 3),
-            "mean_prompt_tokens": round(stats.mean_prompt, 1),
-            "mean_output_tokens": round(stats.mean_output, 1),
-        },
-        "policies": {
-            s.policy: {
-                "slo_attainment": round(s.slo_attainment, 4),
-                "gpu_hours": {
-                    "prefill": round(s.gpu_hours_prefill, 3),
-                    "decode": round(s.gpu_hours_decode, 3),
-                    "total": round(s.gpu_hours, 3),
-                },
-                "ttft_s": _json_percentiles(s.ttft),
-                "itl_s": _json_percentiles(s.itl),
-                "peak_replicas": {"prefill": s.peak_prefill, "decode": s.peak_decode},
-            }
-            for s in summaries
-        },
+        a.policy: {
+            **{figure: a.stat(figure).json() for figure in FIGURES},
+            "runs": [{"seed": s.seed, **{f: _round(getattr(s, f)) for f in FIGURES}} for s in a.runs],
+        }
+        for a in aggregates
     }
 
 
-def _json_percentiles(p: Percentiles) -> dict[str, float | None]:
-    return {k: None if math.isnan(v) else round(v, 4) for k, v in (("p50", p.p50), ("p90", p.p90), ("p99", p.p99))}
+def _round(v: float) -> float | None:
+    return None if math.isnan(v) else round(v, 5)

@@ -1,29 +1,19 @@
 """One policy over one trace: the cluster, its autoscaler and simulated time, from the first arrival until the
-last request has finished. No real sleeps: the loop jumps from event to event and steps decode in ticks."""
+last request has finished (or `horizon`). No real sleeps: the loop jumps from event to event and steps decode in
+ticks. Every random draw (start-up delays, the phases of the periodic loops) comes from the run's seed."""
 
 from __future__ import annotations
 
 import functools
+import math
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from scaler.simulate import oracle
 from scaler.simulate.cluster import DECODE, PREFILL, Cluster, Record
+from scaler.simulate.deployment import Deployment
 from scaler.simulate.exporters import Scraper
-from scaler.simulate.policies import (
-    Controller,
-    DynamoLoadController,
-    KedaController,
-    KedaLagMetric,
-    KedaMemoryMetric,
-    OracleController,
-    PdScalerController,
-    Policy,
-    RoleMetric,
-    Settings,
-    StaticController,
-)
-from scaler.simulate.profile import Profile
+from scaler.simulate.policies import Context, Controller, Policy, Settings, kind_of
 from scaler.simulate.sources import SimClock
 from scaler.simulate.trace import Request
 
@@ -40,10 +30,33 @@ Progress = Callable[[float], None]  # fraction of the trace's span simulated so 
 
 @dataclass(frozen=True)
 class Config:
-    startup_delay: float = 120.0
+    """How the world is simulated (the same for every policy of a comparison)."""
+
     tick: float = 0.05
     scrape_interval: float = 15.0  # Prometheus scrape interval of the decode pods' exporters
     sample_interval: float = 5.0  # timeline resolution, for the plot
+    warmup: float = 300.0  # simulated, left out of SLO and GPU-hours
+    horizon: float | None = None  # stop here (default: when the last request has finished)
+    request_timeout: float = 60.0  # DYNAMO_RP_TIMEOUT
+    init: tuple[int, int] = (2, 1)  # ready replicas when the trace starts (the ACK guide's 2P1D)
+    router: str = "round-robin"
+    seed: int = 0
+
+    def settings(self) -> dict[str, object]:
+        return {
+            "tick_s": self.tick,
+            "scrape_interval_s": self.scrape_interval,
+            "warmup_s": self.warmup,
+            "horizon_s": self.horizon,
+            "request_timeout_s": self.request_timeout,
+            "init": f"{self.init[0]}x{self.init[1]}",
+            "router": self.router,
+        }
+
+
+def rng(seed: int, stream: str) -> random.Random:
+    """An independent random stream of the run's seed: the same draws whatever else the run does."""
+    return random.Random(f"{seed}:{stream}")
 
 
 @dataclass(frozen=True)
@@ -61,55 +74,69 @@ class Run:
     policy: str
     records: list[Record]
     completed: int  # finishes counted by the decode pool
-    gpu_seconds: dict[str, float]  # over [0, horizon]
+    dropped: int  # failed at the request timeout
+    gpu_seconds: dict[str, float]  # over [warmup, end]
+    start: float  # the warmup's end: what is measured starts here
+    end: float  # the last finish, or the horizon
     horizon: float  # the last arrival
     timeline: list[Sample]
+    preemptions: int
+    seed: int
 
-
-def controller_for(
-    policy: Policy, cluster: Cluster, clock: SimClock, scraper: Scraper, settings: Settings, plan: oracle.Plan | None
-) -> Controller:
-    if policy.kind == "pd-scaler":
-        return PdScalerController(cluster, clock, scraper, policy, settings)
-    if policy.kind == "keda-builtin":
-        metrics: dict[str, RoleMetric] = {PREFILL: KedaLagMetric(cluster), DECODE: KedaMemoryMetric(scraper)}
-        specs = {PREFILL: settings.prefill, DECODE: settings.decode}
-        return KedaController(cluster, metrics, specs, settings.hpa_sync)
-    if policy.kind == "dynamo-load":
-        return DynamoLoadController(cluster, settings)
-    if policy.kind == "static":
-        return StaticController(cluster, policy.static)
-    assert plan is not None, policy.kind
-    return OracleController(cluster, plan)
+    @property
+    def unfinished(self) -> int:
+        return len(self.records) - self.completed - self.dropped
 
 
 async def simulate(
     requests: Sequence[Request],
-    profile: Profile,
+    deployment: Deployment,
     policy: Policy,
     settings: Settings,
     config: Config = Config(),
     progress: Progress | None = None,
 ) -> Run:
-    plan = None
-    startup = config.startup_delay
-    if policy.kind == "oracle":
-        plan = oracle.plan(requests, profile, settings.ttft_slack, settings.itl, config.tick, settings.oracle_window)
-        startup = 0.0
-    cluster = Cluster(requests, profile, startup)
+    cluster = Cluster(
+        requests,
+        deployment.profile,
+        deployment.startup,
+        rng(config.seed, "startup"),
+        config.request_timeout,
+        config.router,
+    )
     clock = SimClock()
+    phases = rng(config.seed, "phases")
     scraper = Scraper(cluster, config.scrape_interval)
-    controller = controller_for(policy, cluster, clock, scraper, settings, plan)
+    context = Context(cluster, clock, scraper, settings, config, deployment, requests, phases)
+    controller = kind_of(policy).controller(policy, context)
     try:
         cluster.preload(*controller.initial())
         scraper.scrape(0.0)
-        timeline = await _loop(cluster, controller, clock, scraper, config, progress)
+        timeline = await _loop(cluster, controller, clock, scraper, config, phases, progress)
     except SimulationStuck as exc:
         raise SimulationStuck(f"{policy.name}: {exc}") from None
     finally:
         await controller.close()
-    cluster.finish_accounting()
-    return Run(policy.name, cluster.records, cluster.completed, dict(cluster.gpu_seconds), cluster.horizon, timeline)
+    last_arrival = requests[-1].arrival if requests else 0.0
+    if config.horizon is not None:
+        end = config.horizon
+    else:
+        ends = (r.finish if r.finish == r.finish else r.dropped_at for r in cluster.records)
+        end = max((last_arrival, *(t for t in ends if t == t)))
+    start = min(config.warmup, end)
+    return Run(
+        policy=policy.name,
+        records=cluster.records,
+        completed=cluster.completed,
+        dropped=cluster.dropped,
+        gpu_seconds={role: cluster.gpu_seconds(role, start, end) for role in (PREFILL, DECODE)},
+        start=start,
+        end=end,
+        horizon=last_arrival,
+        timeline=timeline,
+        preemptions=sum(d.preemptions for d in cluster.decode) + cluster.stopped_preemptions,
+        seed=config.seed,
+    )
 
 
 async def _loop(
@@ -118,12 +145,16 @@ async def _loop(
     clock: SimClock,
     scraper: Scraper,
     config: Config,
+    phases: random.Random,
     progress: Progress | None,
 ) -> list[Sample]:
-    dt, horizon = config.tick, cluster.horizon
+    dt = config.tick
+    last_arrival = cluster.records[-1].arrival if cluster.records else 0.0
+    stop = math.inf if config.horizon is None else config.horizon
     scrape_every = max(1, round(config.scrape_interval / dt))
+    scrape_phase = phases.randrange(scrape_every)  # Prometheus's scrape offset
     sample_every = max(1, round(config.sample_interval / dt))
-    report_every = max(1, round(horizon / dt / 100))
+    report_every = max(1, round(last_arrival / dt / 100))
     timeline = [_sample(cluster, 0.0)]
 
     async def advance(until: float) -> None:
@@ -147,18 +178,18 @@ async def _loop(
             await controller.push(end)
             cluster.woken = False
         tick += 1
-        if tick % scrape_every == 0:
+        if tick % scrape_every == scrape_phase:
             scraper.scrape(end)
         if tick % sample_every == 0:
             timeline.append(_sample(cluster, end))
         if progress is not None and tick % report_every == 0:
-            progress(min(1.0, end / horizon) if horizon > 0 else 1.0)
-        if cluster.done and end >= horizon:
+            progress(min(1.0, end / last_arrival) if last_arrival > 0 else 1.0)
+        if (cluster.done and end >= last_arrival) or end >= stop - 1e-9:
             return timeline
-        if end > horizon + MAX_DRAIN_S:
+        if end > last_arrival + MAX_DRAIN_S:
             raise SimulationStuck(
-                f"{cluster.completed} of {len(cluster.records)} requests finished {MAX_DRAIN_S / 3600:g} h after the"
-                " last arrival: a role cannot serve"
+                f"{cluster.completed + cluster.dropped} of {len(cluster.records)} requests finished or dropped"
+                f" {MAX_DRAIN_S / 3600:g} h after the last arrival: a role cannot serve"
             )
 
 
@@ -173,7 +204,7 @@ def _sample(cluster: Cluster, t: float) -> Sample:
 
 async def compare(
     requests: Sequence[Request],
-    profile: Profile,
+    deployment: Deployment,
     policies: Sequence[Policy],
     settings: Settings,
     config: Config = Config(),
@@ -183,5 +214,5 @@ async def compare(
     runs = []
     for policy in policies:
         report = None if progress is None else functools.partial(progress, policy.name)
-        runs.append(await simulate(requests, profile, policy, settings, config, report))
+        runs.append(await simulate(requests, deployment, policy, settings, config, report))
     return runs

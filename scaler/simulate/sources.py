@@ -17,6 +17,7 @@ from scaler.metrics import Metrics
 from scaler.observations import ConsumerLag
 from scaler.simulate.cluster import Cluster
 from scaler.simulate.exporters import Scraper
+from scaler.simulate.profile import Profile
 from scaler.sources.base import LagSource, Source, SourcePool
 from scaler.sources.pods import PodScrapeSource
 from scaler.triggers import ENGINES, METRICS, PrefillTrigger, TriggerSpec
@@ -52,18 +53,29 @@ class SimLagSource(LagSource[ConsumerLag]):
 class SimPrometheusSource(Source[tuple[signals.Series, ...]]):
     kind = "prometheus"
 
-    def __init__(
-        self, scraper: Scraper, query: str, interval: float, metrics: Metrics, clock: SimClock, gpus: int
-    ) -> None:
+    def __init__(self, scraper: Scraper, query: str, interval: float, metrics: Metrics, clock: SimClock) -> None:
         super().__init__(f"prometheus sim {query}", interval, metrics, clock)
         self.scraper = scraper
-        self._series = _series_for(query, scraper.cluster.profile.spec.gpu_memory_gib * 1024, gpus)
+        self._series = _series_for(query, scraper.cluster.profile)
 
     async def fetch(self) -> tuple[signals.Series, ...]:
         return self._series(self.scraper)
 
 
-def _series_for(query: str, fb_mib: float, gpus: int) -> Callable[[Scraper], tuple[signals.Series, ...]]:
+def _labels(pod: str, name: str, gpu: int | None = None) -> dict[str, str]:
+    out = {"__name__": name, "pod": pod, "namespace": NAMESPACE}
+    if gpu is not None:
+        out |= {"gpu": str(gpu), "UUID": f"GPU-{pod}-{gpu}"}
+    return out
+
+
+def engine_series(scraper: Scraper, name: str) -> tuple[signals.Series, ...]:
+    """One vLLM V1 series (exporters.VLLM: kv_cache_usage_perc, num_requests_running, num_requests_waiting,
+    num_preemptions) per engine that is up, as Prometheus returns it after the last scrape."""
+    return tuple(signals.Series(_labels(pod, name), value) for pod, value in scraper.vllm_series(name))
+
+
+def _series_for(query: str, profile: Profile) -> Callable[[Scraper], tuple[signals.Series, ...]]:
     """How to answer `query` from the last scrape: the same series a real Prometheus would return for it."""
     kinds = {
         signals.query(metric, engine): (metric, engine) for metric in METRICS if metric != "seats" for engine in ENGINES
@@ -71,26 +83,21 @@ def _series_for(query: str, fb_mib: float, gpus: int) -> Callable[[Scraper], tup
     if query not in kinds:
         raise ValueError(f"the simulator has no exporter for the query {query!r}")
     metric, engine = kinds[query]
-
-    def labels(pod: str, name: str, gpu: int | None = None) -> dict[str, str]:
-        out = {"__name__": name, "pod": pod, "namespace": NAMESPACE}
-        if gpu is not None:
-            out |= {"gpu": str(gpu), "UUID": f"GPU-{pod}-{gpu}"}
-        return out
+    fb_mib, gpus, tp = profile.spec.gpu_memory_gib * 1024, profile.gpus, profile.tp
 
     def memory(scraper: Scraper) -> tuple[signals.Series, ...]:
         out = []
         for s in scraper.samples:
-            used = s.memory_fraction * fb_mib
-            for gpu in range(gpus):
-                out.append(signals.Series(labels(s.pod, signals.FB_USED, gpu), used))
-                out.append(signals.Series(labels(s.pod, signals.FB_FREE, gpu), fb_mib - used))
-                out.append(signals.Series(labels(s.pod, signals.FB_RESERVED, gpu), 0.0))
+            for gpu in range(gpus):  # the GPUs past the engine's are requested and idle
+                used = s.engine_memory_fraction * fb_mib if gpu < tp else 0.0
+                out.append(signals.Series(_labels(s.pod, signals.FB_USED, gpu), used))
+                out.append(signals.Series(_labels(s.pod, signals.FB_FREE, gpu), fb_mib - used))
+                out.append(signals.Series(_labels(s.pod, signals.FB_RESERVED, gpu), 0.0))
         return tuple(out)
 
     def util(scraper: Scraper) -> tuple[signals.Series, ...]:
         return tuple(
-            signals.Series(labels(s.pod, signals.GPU_UTIL, gpu), s.gpu_util)
+            signals.Series(_labels(s.pod, signals.GPU_UTIL, gpu), s.gpu_util if gpu < tp else 0.0)
             for s in scraper.samples
             for gpu in range(gpus)
         )
@@ -98,7 +105,7 @@ def _series_for(query: str, fb_mib: float, gpus: int) -> Callable[[Scraper], tup
     name = signals.KV_CACHE_NAMES[engine][0]
 
     def kv_cache(scraper: Scraper) -> tuple[signals.Series, ...]:
-        return tuple(signals.Series(labels(s.pod, name), s.kv_fill) for s in scraper.samples if s.ready)
+        return tuple(signals.Series(_labels(s.pod, name), s.kv_fill) for s in scraper.samples if s.ready)
 
     return {"gpu-memory": memory, "gpu-util": util, "kv-cache": kv_cache}[metric]
 
@@ -155,10 +162,9 @@ class SimSources:
         )
 
     def prometheus_source(self, spec: TriggerSpec, query: str) -> SimPrometheusSource:
-        gpus = self.cluster.profile.gpus
         return self.pool.get(
             ("prometheus", query),
-            lambda: SimPrometheusSource(self.scraper, query, self.refresh_interval, self.metrics, self.clock, gpus),
+            lambda: SimPrometheusSource(self.scraper, query, self.refresh_interval, self.metrics, self.clock),
         )
 
     def role_source(self, namespace: str, scaledobject: str, spec: TriggerSpec) -> SimRoleSource:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -95,17 +96,21 @@ def window(requests: Sequence[Request], start: float, end: float) -> list[Reques
     return [Request(r.arrival - start, r.prompt, r.output) for r in requests if start <= r.arrival < end]
 
 
-def scale_load(requests: Sequence[Request], factor: float) -> list[Request]:
-    """`factor` times the load on the same timeline: request i becomes c_i copies, spread evenly over the second
-    after its arrival, with c_i = floor((i+1)·factor) - floor(i·factor) (so any factor > 0 works, without
-    randomness). Compressing time instead would shrink the trace against the fixed start-up delay of a replica,
-    which is exactly what autoscaling is about."""
+def scale_load(requests: Sequence[Request], factor: float, rng: random.Random | None = None) -> list[Request]:
+    """`factor` times the load on the same timeline: request i becomes c_i copies within the second after its
+    arrival, with c_i = floor((i+1)·factor) - floor(i·factor) (so any factor > 0 works). The first copy keeps the
+    recorded instant; the others are spread evenly, or, with `rng`, each at a uniformly drawn instant of that
+    second (a replication's jitter). Compressing time instead would shrink the trace against the fixed start-up
+    delay of a replica, which is exactly what autoscaling is about."""
     if not factor > 0 or math.isinf(factor):
         raise ValueError(f"load scale must be a positive number, got {factor}")
     out: list[Request] = []
     for i, r in enumerate(requests):
         copies = math.floor((i + 1) * factor + 1e-9) - math.floor(i * factor + 1e-9)
-        out.extend(Request(r.arrival + j / copies, r.prompt, r.output) for j in range(copies))
+        offsets = [j / copies for j in range(copies)]
+        if rng is not None and copies > 1:
+            offsets[1:] = (rng.random() for _ in range(copies - 1))
+        out.extend(Request(r.arrival + offset, r.prompt, r.output) for offset in offsets)
     out.sort(key=lambda r: r.arrival)
     return out
 
