@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench fuzz soak proto servers
+.PHONY: run test lint bench frontier fuzz soak proto servers
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ lint: $(STAMP)
 bench: $(STAMP) servers
 	@for b in activation grpc_load source_load simulate; do \
 	  echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
+
+# Each policy's main knob swept on both bundled Azure traces at their recorded rate and at 10x, three seeds each,
+# over two processes: SLO against GPU-hours, Pareto fronts, the oracle and which front dominates which.
+frontier: $(STAMP)
+	$(BIN)/pd-scaler simulate frontier --load-scales 1,10 --seeds 3 --workers 2 --json frontier.json --plot frontier.png
 
 # Long fuzzing of the gRPC server's metadata handling (the suite runs a shorter pass).
 fuzz: $(STAMP)

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import grpc
 
 from scaler import signals
+from scaler.admission import Admission
 from scaler.errors import ScalerError
 from scaler.kube import RolePods, check_bound
 from scaler.logs import Once
@@ -72,9 +73,15 @@ class Evaluator:
 
 class Engine:
     def __init__(
-        self, sources: SourceProvider, metrics: Metrics, first_sample_wait: float = 2.0, clock: Clock = time.monotonic
+        self,
+        sources: SourceProvider,
+        metrics: Metrics,
+        first_sample_wait: float = 2.0,
+        clock: Clock = time.monotonic,
+        admission: Admission | None = None,
     ) -> None:
         self.sources = sources
+        self.admission = admission or Admission()
         self.metrics = metrics
         self.first_sample_wait = first_sample_wait
         self.clock = clock
@@ -150,7 +157,9 @@ class Engine:
         ev = self._evaluators.get(key)
         if ev is None:
             try:
+                self.admission.check_namespace(ref.namespace)
                 spec = parse(dict(key[2]))
+                self.admission.check_sources(spec)
             except ScalerError as exc:
                 self._failed(ref, exc)
                 raise
@@ -227,7 +236,8 @@ class Engine:
         gauges.value.set(decision.value)
         gauges.target.set(decision.target)
         gauges.active.set(1.0 if decision.active else 0.0)
-        gauges.unmeasured.set(decision.unmeasured)
+        if gauges.unmeasured is not None:
+            gauges.unmeasured.set(decision.unmeasured)
         key = (ref.namespace, ref.name)
         if self._active.get(key) != decision.active:
             self._active[key] = decision.active
