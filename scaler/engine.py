@@ -232,7 +232,8 @@ class Engine:
             raise
         self.status.decided(ref.namespace, ref.name, ev.spec.role, ev.policy, decision, now)
         self.targets.set(self._key(ref), decision.target)
-        gauges = self.metrics.scaledobject(*labels)
+        spec = ev.spec
+        gauges = self.metrics.scaledobject(*labels, spec.reads_pods)
         gauges.value.set(decision.value)
         gauges.target.set(decision.target)
         gauges.active.set(1.0 if decision.active else 0.0)
