@@ -16,12 +16,13 @@ from grpc_reflection.v1alpha import reflection
 
 from scaler import http
 from scaler.connections import Connections
-from scaler.engine import Engine
+from scaler.engine import DEFAULT_MAX_SCALEDOBJECTS, Engine
 from scaler.http_listener import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, HttpListener
 from scaler.metrics import Metrics
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.service import ExternalScaler
+from scaler.sources.base import DEFAULT_MAX_SOURCES
 from scaler.sources.bounded import DEFAULT_MAX_BODY_BYTES
 from scaler.sources.live import LiveSources
 
@@ -51,6 +52,8 @@ class Settings:
     max_source_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     http_header_timeout: float = DEFAULT_HEADER_TIMEOUT
     http_max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_sources: int = DEFAULT_MAX_SOURCES
+    max_scaledobjects: int = DEFAULT_MAX_SCALEDOBJECTS
 
     def grpc_credentials(self) -> grpc.ServerCredentials | None:
         """TLS for the gRPC port (KEDA: enableTLS with a TriggerAuthentication), or None for plaintext."""
@@ -80,8 +83,9 @@ class Server:
             kubeconfig=settings.kubeconfig,
             kube_refresh_interval=settings.kube_refresh_interval,
             max_body_bytes=settings.max_source_body_bytes,
+            max_sources=settings.max_sources,
         )
-        self.engine = Engine(sources, self.metrics)
+        self.engine = Engine(sources, self.metrics, max_scaledobjects=settings.max_scaledobjects)
         self.health = health_aio.HealthServicer()
         self.grpc = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)])
         self.grpc_port = 0
