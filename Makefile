@@ -13,10 +13,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-# nats-server and prometheus are real servers the tests start; Debian packages them.
+# nats-server and prometheus are real servers the tests start, chromium the browser that renders /status; Debian
+# packages them.
 servers:
-	@command -v nats-server >/dev/null && command -v prometheus >/dev/null || \
-	  ( $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y nats-server prometheus )
+	@command -v nats-server >/dev/null && command -v prometheus >/dev/null && command -v chromium >/dev/null || \
+	  ( $(SUDO) apt-get update && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y nats-server prometheus chromium )
 
 run: $(STAMP)
 	$(BIN)/pd-scaler serve

@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from scaler import check, logs
+from scaler import check, explain, logs
+from scaler.admission import Admission
 from scaler.connections import Connections
 from scaler.durations import duration_arg
 from scaler.engine import DEFAULT_MAX_SCALEDOBJECTS
@@ -39,6 +40,17 @@ def _byte_size(text: str) -> int:
     if match is None or int(match[1]) == 0:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a number of bytes above 0, e.g. 16Mi, 512Ki or 1048576")
     return int(match[1]) * _BYTE_UNITS[match[2]]
+
+
+def _bool(text: str) -> bool:
+    value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(text.strip().lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected true or false")
+    return value
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def _positive_int(text: str) -> int:
@@ -100,6 +112,35 @@ def parser() -> argparse.ArgumentParser:
         "open HTTP connections at most; a new one evicts the oldest idle one",
         type=_positive_int,
     )
+    flags.add(
+        "--http-local-only",
+        False,
+        "answer /metrics, /status and every page but the probes only on localhost (kubectl port-forward)",
+        type=_bool,
+        nargs="?",
+        const=True,
+    )
+    flags.add(
+        "--namespaces",
+        (),
+        "serve ScaledObjects in these namespaces only, comma-separated (default: every namespace)",
+        type=_names,
+    )
+    flags.add(
+        "--allowed-sources",
+        (),
+        "addresses a trigger may name, as scheme://host:port patterns with * and ?, comma-separated "
+        "(e.g. 'nats://*.svc.cluster.local:4222'; default: any)",
+        type=_names,
+    )
+    flags.add(
+        "--connections-only",
+        False,
+        "accept only named connection profiles (natsConnection, prometheusConnection), no address in a trigger",
+        type=_bool,
+        nargs="?",
+        const=True,
+    )
     flags.add("--refresh-interval", 1.0, "how often each source refreshes, e.g. 1s", type=_positive_duration)
     flags.add(
         "--source-idle-timeout",
@@ -135,6 +176,9 @@ def parser() -> argparse.ArgumentParser:
     flags.add("--log-format", "text", "log line format", choices=("text", "json"))
     flags.add("--log-level", "info", "log level", choices=("debug", "info", "warning", "error"))
     check.add_parser(commands)
+    _EnvDefaults(explain.add_parser(commands)).add(
+        "--url", "http://127.0.0.1:8080", "the running pd-scaler's HTTP address (its --http-port)"
+    )
     simulate_cli.add_parser(commands)
     return top
 
@@ -143,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "check":
         return check.run(args)
+    if args.command == "explain":
+        return explain.run(args)
     if args.command == "simulate":
         return simulate_cli.run(args)
     logs.configure(args.log_format, args.log_level)
@@ -169,6 +215,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         http_max_connections=args.http_max_connections,
         max_sources=args.max_sources,
         max_scaledobjects=args.max_scaledobjects,
+        http_local_only=args.http_local_only,
+        admission=Admission(
+            namespaces=frozenset(args.namespaces),
+            allowed_sources=args.allowed_sources,
+            connections_only=args.connections_only,
+        ),
     )
     try:
         settings.grpc_credentials()  # refuse a half-configured or unreadable TLS set-up before serving

@@ -15,13 +15,18 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import grpc
+
 from scaler import signals
+from scaler.admission import Admission
 from scaler.errors import ScalerError
 from scaler.kube import RolePods, check_bound
+from scaler.logs import Once
 from scaler.metrics import Metrics
 from scaler.observations import Decision
 from scaler.policy import decide_decode, decide_prefill
 from scaler.sources.base import Clock, LagSource, Source, SourcePool
+from scaler.status import StatusBoard
 from scaler.targets import Targets
 from scaler.triggers import KEDA_KEYS, DecodeTrigger, PrefillTrigger, TriggerSpec, parse
 
@@ -67,6 +72,7 @@ class Evaluator:
     spec: TriggerSpec
     sources: tuple[Source[Any], ...]
     decide: Callable[[], Decision]
+    policy: str  # shown on /status and by `pd-scaler explain`
 
 
 class Engine:
@@ -76,15 +82,19 @@ class Engine:
         metrics: Metrics,
         first_sample_wait: float = 2.0,
         clock: Clock = time.monotonic,
+        admission: Admission | None = None,
         max_scaledobjects: int = DEFAULT_MAX_SCALEDOBJECTS,
     ) -> None:
         self.sources = sources
+        self.admission = admission or Admission()
         self.metrics = metrics
         self.first_sample_wait = first_sample_wait
         self.clock = clock
         self.max_scaledobjects = max_scaledobjects
         self._evaluators: OrderedDict[EvaluatorKey, Evaluator] = OrderedDict()  # least recently asked first
         self.targets: Targets[EvaluatorKey] = Targets()
+        self.status = StatusBoard()
+        self._log_once = Once(clock=clock)
         self._evaluators_generation = -1
         self._per_pod: dict[tuple[str, str], tuple[object, dict[signals.PodKey, float]]] = {}
         self.closing = False
@@ -155,9 +165,15 @@ class Engine:
         if ev is not None:
             self._evaluators.move_to_end(key)
             return ev
-        spec = parse(dict(key[2]))
-        with pool.adding():  # its sources start once it is whole, if they fit under the cap
-            ev = self._prefill(spec) if isinstance(spec, PrefillTrigger) else self._decode(ref, spec)
+        try:
+            self.admission.check_namespace(ref.namespace)
+            spec = parse(dict(key[2]))
+            self.admission.check_sources(spec)
+            with pool.adding():  # its sources start once it is whole, if they fit under the cap
+                ev = self._prefill(spec) if isinstance(spec, PrefillTrigger) else self._decode(ref, spec)
+        except ScalerError as exc:
+            self._failed(ref, exc)
+            raise
         self._evaluators[key] = ev
         if len(self._evaluators) > self.max_scaledobjects:
             self._evaluators.popitem(last=False)
@@ -174,6 +190,7 @@ class Engine:
             spec,
             (source,),
             lambda: decide_prefill(spec, source.lag(spec.stream, spec.consumer, spec.max_staleness)),
+            policy="lag",
         )
 
     def _decode(self, ref: Ref, spec: DecodeTrigger) -> Evaluator:
@@ -189,7 +206,7 @@ class Engine:
             in_namespace = {pod: v for (ns, pod), v in values.items() if ns == pods.namespace}
             return decide_decode(spec, pods.pods, in_namespace)
 
-        return Evaluator(spec, (role, prom), decide)
+        return Evaluator(spec, (role, prom), decide, policy=f"{spec.metric} per pod")
 
     def _values_per_pod(
         self, series: tuple[signals.Series, ...], metric: str, engine: str
@@ -204,14 +221,17 @@ class Engine:
     def _decide(self, ref: Ref, ev: Evaluator) -> Decision:
         labels = (ref.namespace, ref.name, ev.spec.role)
         seen = self._seen_now(labels)
+        now = seen.at
         try:
             decision = ev.decide()
-        except ScalerError:
+        except ScalerError as exc:
             # Only the value says "no answer"; target and activity keep the last real answer, if any.
             if seen.answer is not _FAILED:
                 seen.answer = _FAILED
                 self.metrics.so_value.labels(*labels).set(float("nan"))
+            self._failed(ref, exc)
             raise
+        self.status.decided(ref.namespace, ref.name, ev.spec.role, ev.policy, decision, now)
         self.targets.set(self._key(ref), decision.target)
         answer = (decision.value, decision.target, decision.active, decision.unmeasured)
         if answer != seen.answer:  # KEDA asks again and again; the gauges change far less often
@@ -220,7 +240,8 @@ class Engine:
             gauges.value.set(decision.value)
             gauges.target.set(decision.target)
             gauges.active.set(1.0 if decision.active else 0.0)
-            gauges.unmeasured.set(decision.unmeasured)
+            if gauges.unmeasured is not None:
+                gauges.unmeasured.set(decision.unmeasured)
         key = (ref.namespace, ref.name)
         if self._active.get(key) != decision.active:
             self._active[key] = decision.active
@@ -256,9 +277,21 @@ class Engine:
         self._active.pop(labels[:2], None)
         self.metrics.forget_scaledobject(*labels)
 
-    def activity(self) -> list[dict[str, object]]:
-        """Each ScaledObject asked about lately, and whether its role is active."""
-        return [{"namespace": ns, "name": name, "active": active} for (ns, name), active in self._active.items()]
+    def _failed(self, ref: Ref, exc: ScalerError) -> None:
+        self.status.failed(ref.namespace, ref.name, exc, self.clock())
+        # A trigger KEDA keeps asking about gets the same answer every few seconds: log each error once. A source
+        # that fails logs itself ("source down"), so UNAVAILABLE is left to it.
+        if exc.code != grpc.StatusCode.UNAVAILABLE and self._log_once((ref.namespace, ref.name, exc.message)):
+            suppressed, self._log_once.suppressed = self._log_once.suppressed, 0
+            fields: dict[str, object] = {
+                "namespace": ref.namespace,
+                "scaledobject": ref.name,
+                "code": exc.code.name,
+                "error": exc.message,
+            }
+            if suppressed:
+                fields["suppressed"] = suppressed
+            log.warning("trigger rejected", extra={"fields": fields})
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -274,6 +307,9 @@ class Engine:
             for labels in forgotten:
                 self._forget(labels)
             gone = {labels[:2] for labels in forgotten}
+            gone |= {(e.namespace, e.name) for e in self.status if e.last is None or e.last.at < horizon}
+            for namespace, name in gone:
+                self.status.forget(namespace, name)
             for key in [k for k in self._evaluators if k[:2] in gone]:
                 del self._evaluators[key]
             self.targets.forget_where(lambda key: key[:2] in gone)  # noqa: B023 (used at once)

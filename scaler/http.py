@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from scaler import status_page
 from scaler.engine import Engine
 from scaler.metrics import Metrics
 
@@ -22,16 +23,40 @@ def app(engine: Engine, metrics: Metrics, ready: Callable[[], bool]) -> web.Appl
     async def readyz(_: web.Request) -> web.Response:
         return web.Response(text="ready\n") if ready() else web.Response(status=503, text="not ready\n")
 
-    async def status(_: web.Request) -> web.Response:
-        sources: list[dict[str, Any]] = [
-            {"kind": s.kind, "name": s.name, "up": s.up, "sample_age_s": s.age(), "watching_streams": s.users}
-            for s in engine.sources.pool
-        ]
-        return web.json_response({"sources": sources, "scaledobjects": engine.activity()})
+    def clocks() -> status_page.Clocks:
+        return status_page.Clocks(engine.clock(), time.time())
+
+    async def status(request: web.Request) -> web.Response:
+        now = clocks()
+        if _wants_html(request):
+            return web.Response(
+                text=status_page.page(engine.status, engine.sources.pool, now), content_type="text/html"
+            )
+        sources = [status_page.source_json(s, now) for s in engine.sources.pool]
+        scaledobjects = [status_page.scaledobject_json(e, now) for e in engine.status]
+        return web.json_response({"sources": sources, "scaledobjects": scaledobjects})
+
+    async def scaledobject(request: web.Request) -> web.Response:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        entry = engine.status.get(namespace, name)
+        if entry is None:
+            error = f"no ScaledObject {namespace}/{name} has been asked about lately"
+            return web.json_response({"error": error}, status=404)
+        return web.json_response(status_page.scaledobject_json(entry, clocks(), detail=True))
 
     application = web.Application()
     application.router.add_get("/metrics", metrics_page)
     application.router.add_get("/healthz", healthz)
     application.router.add_get("/readyz", readyz)
     application.router.add_get("/status", status)
+    application.router.add_get("/status/{namespace}/{name}", scaledobject)
     return application
+
+
+def _wants_html(request: web.Request) -> bool:
+    """A browser asks for text/html; `curl`, scripts and `pd-scaler explain` get JSON (as does ?format=json)."""
+    wanted = request.query.get("format")
+    if wanted in ("html", "json"):
+        return wanted == "html"
+    accept = request.headers.get("Accept", "")
+    return "text/html" in accept and "application/json" not in accept

@@ -6,7 +6,8 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -86,3 +87,33 @@ def configure(fmt: str, level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)  # libraries: warnings only; their debug output is not ours to show
     logging.getLogger("pd_scaler").setLevel(level.upper())
+
+
+class Once:
+    """Says yes once per key (remembering the last `limit` keys) and at most `burst` times in a row, then `rate`
+    times per second: a log line per distinct event that a flood of distinct events cannot turn into a flood."""
+
+    def __init__(
+        self, limit: int = 4096, rate: float = 1.0, burst: float = 20.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit, self.rate, self.burst, self.clock = limit, rate, burst, clock
+        self.suppressed = 0  # new keys refused by the rate limit since the last yes
+        self._seen: OrderedDict[Hashable, None] = OrderedDict()
+        self._tokens = burst
+        self._at = clock()
+
+    def __call__(self, key: Hashable) -> bool:
+        if key in self._seen:
+            self._seen.move_to_end(key)
+            return False
+        now = self.clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1:
+            self.suppressed += 1
+            return False  # not remembered: it may be logged once the rate allows
+        self._tokens -= 1
+        self._seen[key] = None
+        if len(self._seen) > self.limit:
+            self._seen.popitem(last=False)
+        return True

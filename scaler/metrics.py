@@ -8,7 +8,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -57,13 +66,17 @@ class ScaledObjectGauges:
     value: Gauge
     target: Gauge
     active: Gauge
-    unmeasured: Gauge
+    unmeasured: Gauge | None  # decode only: a prefill role has no pods to measure
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        # What the default registry has: process_* (CPU, memory, file descriptors), python_gc_*, python_info.
+        ProcessCollector(registry=r)
+        GCCollector(registry=r)
+        PlatformCollector(registry=r)
         self.grpc_requests = Counter(
             "pd_scaler_grpc_requests",
             "gRPC calls answered, by method and status code.",
@@ -157,7 +170,7 @@ class Metrics:
                 self.so_value.labels(*key),
                 self.so_target.labels(*key),
                 self.so_active.labels(*key),
-                self.so_unmeasured.labels(*key),
+                self.so_unmeasured.labels(*key) if role == "decode" else None,
             )
         return gauges
 

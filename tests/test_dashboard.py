@@ -1,6 +1,7 @@
 """deploy/dashboards/pd-scaler.json: a valid Grafana dashboard, and every one of its queries (template variables
 included) answers with the expected series from a real Prometheus scraping a running pd-scaler that KEDA asks about
-a prefill and a decode ScaledObject."""
+a prefill and a decode ScaledObject. Two scaler replicas answer (as the chart runs them): every query shows one
+series per ScaledObject or source, not one per replica."""
 
 from __future__ import annotations
 
@@ -125,12 +126,12 @@ def kube(tmp_path: Path) -> Iterator[Path]:
 
 @dataclass
 class Cluster:
-    scaler: Server
+    scalers: list[Server]
     prometheus: PrometheusServer
     nats: NatsServer
     js: JetStreamContext
     http: aiohttp.ClientSession
-    stub: pb_grpc.ExternalScalerStub
+    stubs: list[pb_grpc.ExternalScalerStub]  # one per scaler replica
     polled: list[pb.ScaledObjectRef] = field(default_factory=list)  # what KEDA asks about
     failing: set[str] = field(default_factory=set)  # ScaledObjects whose calls are expected to fail
 
@@ -146,16 +147,18 @@ class Cluster:
         return list(data["result"])
 
     async def keda(self) -> None:
-        """KEDA and the HPA polling each ScaledObject (every 0.2 s rather than 30 s, so rates show at once)."""
+        """KEDA and the HPA polling each ScaledObject (every 0.2 s rather than 30 s, so rates show at once), on every
+        scaler replica (KEDA balances its calls round-robin over them)."""
         while True:
             for ref in list(self.polled):
                 tolerated = (grpc.aio.AioRpcError,) if ref.name in self.failing else ()
-                with contextlib.suppress(*tolerated):
-                    await self.stub.GetMetricSpec(ref)
-                with contextlib.suppress(*tolerated):
-                    await self.stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref))
-                with contextlib.suppress(*tolerated):
-                    await self.stub.IsActive(ref)
+                for stub in self.stubs:
+                    with contextlib.suppress(*tolerated):
+                        await stub.GetMetricSpec(ref)
+                    with contextlib.suppress(*tolerated):
+                        await stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref))
+                    with contextlib.suppress(*tolerated):
+                        await stub.IsActive(ref)
             await asyncio.sleep(0.2)
 
 
@@ -167,20 +170,23 @@ async def running(
     js: JetStreamContext,
     tmp_path: Path,
 ) -> AsyncIterator[Cluster]:
-    """A pd-scaler that KEDA asks about a prefill and a decode ScaledObject, scraped by Prometheus (job pd-scaler)
-    along with the decode pods' dcgm-exporters and engines."""
-    scaler = await make_scaler(kubeconfig=kube, kube_refresh_interval=0.1)
+    """Two pd-scaler replicas that KEDA asks about a prefill and a decode ScaledObject, scraped by Prometheus (job
+    pd-scaler) along with the decode pods' dcgm-exporters and engines."""
+    scalers = [await make_scaler(kubeconfig=kube, kube_refresh_interval=0.1) for _ in range(2)]
     exporters, jobs = cluster()
-    scrape_scaler = {"job_name": "pd-scaler", "static_configs": [{"targets": [f"127.0.0.1:{scaler.http_port}"]}]}
+    targets = [f"127.0.0.1:{scaler.http_port}" for scaler in scalers]
+    scrape_scaler = {"job_name": "pd-scaler", "static_configs": [{"targets": targets}]}
     prometheus = PrometheusServer(tmp_path, [*jobs, scrape_scaler])
     prometheus.start()
     poller: asyncio.Task[None] | None = None
     try:
         async with (
             aiohttp.ClientSession() as http,
-            grpc.aio.insecure_channel(f"127.0.0.1:{scaler.grpc_port}") as channel,
+            grpc.aio.insecure_channel(f"127.0.0.1:{scalers[0].grpc_port}") as first,
+            grpc.aio.insecure_channel(f"127.0.0.1:{scalers[1].grpc_port}") as second,
         ):
-            running = Cluster(scaler, prometheus, nats_server, js, http, pb_grpc.ExternalScalerStub(channel))
+            stubs = [pb_grpc.ExternalScalerStub(channel) for channel in (first, second)]
+            running = Cluster(scalers, prometheus, nats_server, js, http, stubs)
 
             async def dcgm_scraped() -> None:  # before KEDA's first call, so that no answer is an error
                 assert len(await running.query("DCGM_FI_DEV_FB_USED")) == 9
@@ -190,8 +196,9 @@ async def running(
             prefill, decode = prefill_ref(nats_server, name=PREFILL), decode_ref(prometheus)
             # The first answers are right (the sources settle before answering), so no call is ever an error.
             for ref, value in ((prefill, 11.0), (decode, 1.2)):
-                response = await running.stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref))
-                assert [v.metricValueFloat for v in response.metricValues] == [value]
+                for stub in stubs:
+                    response = await stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref))
+                    assert [v.metricValueFloat for v in response.metricValues] == [value]
             running.polled += [prefill, decode]
             poller = asyncio.create_task(running.keda())
             yield running
@@ -221,6 +228,7 @@ PREFILL_SO: Labels = (("namespace", PREFILL_NAMESPACE), ("role", "prefill"), ("s
 RETIRED_SO: Labels = (("namespace", PREFILL_NAMESPACE), ("role", "prefill"), ("scaledobject", RETIRED))
 DECODE_SO: Labels = (("namespace", NAMESPACE), ("role", "decode"), ("scaledobject", DECODER))
 METHODS = ["GetMetricSpec", "GetMetrics", "IsActive"]
+PER_REPLICA = "pd-scaler targets up"  # the one panel that shows each scaler replica
 
 
 def source(kind: str, name: str) -> Labels:
@@ -238,8 +246,8 @@ def healthy(running: Cluster) -> dict[str, list[Expected]]:
         source("prometheus", f"prometheus {running.prometheus.url} query={prometheus_query}"),
     ]
     return {
-        "pd-scaler targets up": [{(): 1.0}],
-        "Running sources": [{(("kind", kind),): 1.0 for kind in ("kubernetes", "nats", "prometheus")}],
+        PER_REPLICA: [{(): 1.0}],  # the labels compared leave out `instance`
+        "Running sources": [{(("kind", kind),): 2.0 for kind in ("kubernetes", "nats", "prometheus")}],
         "ScaledObjects answered with an error": [{(): 0.0}],
         "Prefill: value vs target": [{PREFILL_SO: 11.0}, {PREFILL_SO: 5.0}],
         "Prefill: replicas wanted": [{PREFILL_SO: 3.0}],
@@ -267,7 +275,7 @@ def with_retired(running: Cluster) -> dict[str, list[Expected]]:
     retired = source("nats", f"nats {running.nats.url} stream={RETIRED_STREAM} consumer={RETIRED_CONSUMER}")
     ok = {(("code", "OK"), ("method", m)): is_positive for m in METHODS}
     return expected | {
-        "Running sources": [{(("kind", "kubernetes"),): 1.0, (("kind", "nats"),): 2.0, (("kind", "prometheus"),): 1.0}],
+        "Running sources": [{(("kind", "kubernetes"),): 2.0, (("kind", "nats"),): 4.0, (("kind", "prometheus"),): 2.0}],
         "ScaledObjects answered with an error": [{(): 1.0}],
         "Prefill: value vs target": [{PREFILL_SO: 11.0, RETIRED_SO: math.isnan}, {PREFILL_SO: 5.0, RETIRED_SO: 5.0}],
         "Prefill: replicas wanted": [{PREFILL_SO: 3.0, RETIRED_SO: math.isnan}],
@@ -336,7 +344,10 @@ async def test_every_panel_query_returns_the_expected_series(running: Cluster) -
         for panel in panels:
             for target, want in zip(panel["targets"], expected[panel["title"]], strict=True):
                 result = await running.query(render(target["expr"], selected | INTERVALS))
-                problem = mismatch({labels(s["metric"]): float(s["value"][1]) for s in result}, want)
+                series = [(labels(s["metric"]), float(s["value"][1])) for s in result]
+                problem = mismatch(dict(series), want)
+                if len(dict(series)) < len(series) and panel["title"] != PER_REPLICA:
+                    problem = f"a series per scaler replica: {sorted(series)}"
                 if problem:
                     problems.append(f"{panel['title']} [{target['refId']}] {target['expr']}: {problem}")
         assert not problems, "\n".join(problems)
@@ -346,8 +357,9 @@ async def test_every_panel_query_returns_the_expected_series(running: Cluster) -
     await make_queue(running.js, RETIRED_STREAM, RETIRED_CONSUMER)
     try:
         ref = prefill_ref(running.nats, name=RETIRED, stream=RETIRED_STREAM, consumer=RETIRED_CONSUMER)
-        response = await running.stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref))
-        assert [v.metricValueFloat for v in response.metricValues] == [0.0]
+        for stub in running.stubs:
+            response = await stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref))
+            assert [v.metricValueFloat for v in response.metricValues] == [0.0]
         running.failing.add(RETIRED)
         running.polled.append(ref)
         await running.js.delete_consumer(RETIRED_STREAM, RETIRED_CONSUMER)

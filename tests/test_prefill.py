@@ -290,3 +290,16 @@ async def test_a_closed_stream_is_counted_and_its_open_time_observed(
 
     metrics = await eventually(observed)
     assert not [k for k in metrics if k[0].startswith("pd_scaler_grpc_request_duration") and "Stream" in str(k[1])]
+
+
+async def test_metrics_have_process_series_and_no_decode_series_for_prefill(
+    scaler: Server, stub: Stub, js: JetStreamContext, nats_server: NatsServer
+):
+    await lag_becomes(stub, prefill_ref(nats_server), 0.0)
+    metrics = await scrape(scaler)
+    names = {name for name, _ in metrics}
+    assert metrics[("process_resident_memory_bytes", ())] > 0
+    assert {"process_cpu_seconds_total", "process_open_fds", "python_gc_collections_total", "python_info"} <= names
+    so = (("namespace", "dynamo"), ("role", "prefill"), ("scaledobject", "prefill"))
+    assert metrics[("pd_scaler_scaledobject_metric_value", so)] == 0.0
+    assert not [labels for name, labels in metrics if name == "pd_scaler_scaledobject_pods_without_series"]

@@ -48,7 +48,9 @@ class Source(abc.ABC, Generic[T]):
         self.users = 0  # open streams that keep the source alive while nobody polls
         self._sample: T | None = None
         self._sampled_at = 0.0
-        self._error: ScalerError | None = None
+        self._error: ScalerError | None = None  # the last fetch's error, None once a fetch succeeds
+        self.refreshes = 0
+        self.last_error: tuple[float, str] | None = None  # (clock time, message) of the last failed fetch, kept
         self._up: bool | None = None
         self._settled = asyncio.Event()  # set once the first fetch has succeeded or failed
         self._updated = asyncio.Event()  # replaced after every fetch; waiters hold the old one
@@ -104,6 +106,7 @@ class Source(abc.ABC, Generic[T]):
     async def refresh(self) -> None:
         """One fetch now; the background loop calls this, and so can a driver of simulated time."""
         self.metrics.source_refreshes.labels(self.kind, self.name).inc()
+        self.refreshes += 1
         try:
             sample = await self.fetch()
         except ScalerError as exc:
@@ -120,6 +123,7 @@ class Source(abc.ABC, Generic[T]):
 
     def _failed(self, exc: ScalerError) -> None:
         self._error = exc
+        self.last_error = (self.clock(), exc.message)
         self.metrics.source_errors.labels(self.kind, self.name).inc()
         if self._up is not False:
             log.warning("source down", extra={"fields": {"source": self.name, "error": exc.message}})
