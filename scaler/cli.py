@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from scaler import check, explain, logs
+from scaler.admission import Admission
 from scaler.connections import Connections
 from scaler.durations import duration_arg
 from scaler.http_listener import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS
@@ -37,6 +38,17 @@ def _byte_size(text: str) -> int:
     if match is None or int(match[1]) == 0:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a number of bytes above 0, e.g. 16Mi, 512Ki or 1048576")
     return int(match[1]) * _BYTE_UNITS[match[2]]
+
+
+def _bool(text: str) -> bool:
+    value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(text.strip().lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected true or false")
+    return value
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def _positive_int(text: str) -> int:
@@ -98,6 +110,35 @@ def parser() -> argparse.ArgumentParser:
         "open HTTP connections at most; a new one evicts the oldest idle one",
         type=_positive_int,
     )
+    flags.add(
+        "--http-local-only",
+        False,
+        "answer /metrics, /status and every page but the probes only on localhost (kubectl port-forward)",
+        type=_bool,
+        nargs="?",
+        const=True,
+    )
+    flags.add(
+        "--namespaces",
+        (),
+        "serve ScaledObjects in these namespaces only, comma-separated (default: every namespace)",
+        type=_names,
+    )
+    flags.add(
+        "--allowed-sources",
+        (),
+        "addresses a trigger may name, as scheme://host:port patterns with * and ?, comma-separated "
+        "(e.g. 'nats://*.svc.cluster.local:4222'; default: any)",
+        type=_names,
+    )
+    flags.add(
+        "--connections-only",
+        False,
+        "accept only named connection profiles (natsConnection, prometheusConnection), no address in a trigger",
+        type=_bool,
+        nargs="?",
+        const=True,
+    )
     flags.add("--refresh-interval", 1.0, "how often each source refreshes, e.g. 1s", type=_positive_duration)
     flags.add(
         "--source-idle-timeout",
@@ -158,6 +199,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_source_body_bytes=args.max_source_body_bytes,
         http_header_timeout=args.http_header_timeout,
         http_max_connections=args.http_max_connections,
+        http_local_only=args.http_local_only,
+        admission=Admission(
+            namespaces=frozenset(args.namespaces),
+            allowed_sources=args.allowed_sources,
+            connections_only=args.connections_only,
+        ),
     )
     try:
         settings.grpc_credentials()  # refuse a half-configured or unreadable TLS set-up before serving

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import grpc
 
 from scaler import signals
+from scaler.admission import Admission
 from scaler.errors import ScalerError
 from scaler.kube import RolePods, check_bound
 from scaler.logs import Once
@@ -69,9 +70,15 @@ class Evaluator:
 
 class Engine:
     def __init__(
-        self, sources: SourceProvider, metrics: Metrics, first_sample_wait: float = 2.0, clock: Clock = time.monotonic
+        self,
+        sources: SourceProvider,
+        metrics: Metrics,
+        first_sample_wait: float = 2.0,
+        clock: Clock = time.monotonic,
+        admission: Admission | None = None,
     ) -> None:
         self.sources = sources
+        self.admission = admission or Admission()
         self.metrics = metrics
         self.first_sample_wait = first_sample_wait
         self.clock = clock
@@ -147,7 +154,9 @@ class Engine:
         ev = self._evaluators.get(key)
         if ev is None:
             try:
+                self.admission.check_namespace(ref.namespace)
                 spec = parse(dict(key[2]))
+                self.admission.check_sources(spec)
             except ScalerError as exc:
                 self._failed(ref, exc)
                 raise

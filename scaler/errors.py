@@ -52,3 +52,9 @@ class Exhausted(ScalerError):
     """A limit of the scaler (e.g. its live sources) is reached: the message names it and its flag."""
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Forbidden(ScalerError):
+    """This scaler does not serve the call (e.g. a namespace outside `--namespaces`)."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED

@@ -11,6 +11,7 @@ probe that sends its request at once.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -18,6 +19,14 @@ from aiohttp.web_protocol import RequestHandler
 
 DEFAULT_HEADER_TIMEOUT = 5.0
 DEFAULT_MAX_CONNECTIONS = 256
+PROBES = frozenset({"/healthz", "/readyz"})  # the kubelet calls these on the pod's address
+
+
+def _loopback(request: web.Request) -> bool:
+    try:
+        return request.remote is not None and ipaddress.ip_address(request.remote).is_loopback
+    except ValueError:
+        return False
 
 
 class _Refused(asyncio.Protocol):
@@ -34,9 +43,13 @@ class HttpListener:
         *,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+        public_paths: frozenset[str] | None = None,
     ) -> None:
+        """`public_paths`: when given, every other path answers only clients on the pod's loopback address (e.g.
+        through `kubectl port-forward`), 403 to anyone else."""
         self.max_connections = max_connections
         self.header_timeout = header_timeout
+        self.public_paths = public_paths
         self.port = 0
         self._runner = web.AppRunner(application, access_log=None, keepalive_timeout=header_timeout)
         self._listener: asyncio.Server | None = None
@@ -52,6 +65,8 @@ class HttpListener:
         self._served.add(protocol)
         self._busy.add(protocol)
         try:
+            if self.public_paths is not None and request.path not in self.public_paths and not _loopback(request):
+                return web.Response(status=403, text=f"{request.path} answers only on localhost (--http-local-only)\n")
             return await handler(request)
         finally:
             self._busy.discard(protocol)

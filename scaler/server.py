@@ -15,9 +15,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from scaler import http
+from scaler.admission import Admission
 from scaler.connections import Connections
 from scaler.engine import Engine
-from scaler.http_listener import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, HttpListener
+from scaler.http_listener import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, PROBES, HttpListener
 from scaler.metrics import Metrics
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
@@ -51,6 +52,8 @@ class Settings:
     max_source_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     http_header_timeout: float = DEFAULT_HEADER_TIMEOUT
     http_max_connections: int = DEFAULT_MAX_CONNECTIONS
+    http_local_only: bool = False  # /metrics, /status and any page but the probes answer only loopback clients
+    admission: Admission = field(default_factory=Admission)  # --namespaces, --allowed-sources, --connections-only
 
     def grpc_credentials(self) -> grpc.ServerCredentials | None:
         """TLS for the gRPC port (KEDA: enableTLS with a TriggerAuthentication), or None for plaintext."""
@@ -81,7 +84,7 @@ class Server:
             kube_refresh_interval=settings.kube_refresh_interval,
             max_body_bytes=settings.max_source_body_bytes,
         )
-        self.engine = Engine(sources, self.metrics)
+        self.engine = Engine(sources, self.metrics, admission=settings.admission)
         self.health = health_aio.HealthServicer()
         self.grpc = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)])
         self.grpc_port = 0
@@ -109,6 +112,7 @@ class Server:
             http.app(self.engine, self.metrics, lambda: self._ready),
             max_connections=s.http_max_connections,
             header_timeout=s.http_header_timeout,
+            public_paths=PROBES if s.http_local_only else None,
         )
         await self._http.start(s.bind_address, s.http_port)
         self.http_port = self._http.port
