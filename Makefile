@@ -1,17 +1,26 @@
-# Everything installs what it needs first: a fresh clone needs only `make run` or `make test`.
-PYTHON ?= python3
-VENV   := .venv
-BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
-SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Everything installs what it needs first: a fresh clone needs only `make run`, `make demo` or `make test`.
+# `run` and `demo` install the runtime dependencies only; the other targets add the dev toolchain.
+PYTHON  ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+VERSION := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+RUNTIME := $(VENV)/.runtime-$(VERSION)
+STAMP   := $(VENV)/.installed-$(VERSION)
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench fuzz soak proto servers
+.PHONY: run demo test lint bench frontier fuzz soak proto servers nats-server
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/pip:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+
+$(RUNTIME): pyproject.toml | $(VENV)/bin/pip
+	$(BIN)/pip install --quiet -e .
+	rm -f $(VENV)/.runtime-* && touch $@
+
+$(STAMP): pyproject.toml | $(VENV)/bin/pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	rm -f $(VENV)/.installed-* && touch $@
+	rm -f $(VENV)/.installed-* $(VENV)/.runtime-* && touch $@ $(RUNTIME)
 
 # nats-server and prometheus are real servers the tests start, chromium the browser that renders /status; Debian
 # packages them.
@@ -20,8 +29,17 @@ servers:
 	  ( $(SUDO) apt-get update && \
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y nats-server prometheus chromium )
 
-run: $(STAMP)
+run: $(RUNTIME)
 	$(BIN)/pd-scaler serve
+
+# The demo needs nats-server only (not the test servers' browser).
+nats-server:
+	@command -v nats-server >/dev/null || \
+	  ( $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y nats-server )
+
+# A local nats-server with Dynamo's prefill queue, a replayed trace, prefill workers and the scaler (Ctrl-C stops).
+demo: $(RUNTIME) nats-server
+	$(BIN)/pd-scaler demo
 
 test: $(STAMP) servers
 	$(BIN)/pytest -q -p no:cacheprovider
@@ -35,6 +53,11 @@ lint: $(STAMP)
 bench: $(STAMP) servers
 	@for b in activation grpc_load source_load simulate; do \
 	  echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
+
+# Each policy's main knob swept on both bundled Azure traces at their recorded rate and at 10x, three seeds each,
+# over two processes: SLO against GPU-hours, Pareto fronts, the oracle and which front dominates which.
+frontier: $(STAMP)
+	$(BIN)/pd-scaler simulate frontier --load-scales 1,10 --seeds 3 --workers 2 --json frontier.json --plot frontier.png
 
 # Long fuzzing of the gRPC server's metadata handling (the suite runs a shorter pass).
 fuzz: $(STAMP)

@@ -24,8 +24,9 @@ from scaler.simulate.autoscaling import Behavior, ScaledObjectSpec, ScalingPolic
 from scaler.simulate.cli import BASELINE, BUNDLED_TRACES, DEFAULT_DEPLOYMENT, header, load_deployment, load_trace
 from scaler.simulate.cli import workload as jittered
 from scaler.simulate.policies import Settings, parse_policy
-from scaler.simulate.report import Slo, aggregate, summarize, table
+from scaler.simulate.report import aggregate, summarize, table
 from scaler.simulate.simulation import Config, compare
+from scaler.simulate.slo import Slo
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = (

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import os
 import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, cast
 
-from scaler import check, explain, logs
+from scaler import check, demo, explain, logs
 from scaler.admission import Admission
 from scaler.connections import Connections
 from scaler.durations import duration_arg
+from scaler.engine import DEFAULT_MAX_SCALEDOBJECTS
 from scaler.http_listener import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS
-from scaler.server import Settings, serve
+from scaler.server import CannotListen, Settings, serve
 from scaler.simulate import cli as simulate_cli
+from scaler.sources.base import DEFAULT_MAX_SOURCES
 from scaler.sources.bounded import DEFAULT_MAX_BODY_BYTES
 
 ENV_PREFIX = "PD_SCALER_"
@@ -71,6 +74,13 @@ def _port(text: str) -> int:
     return port
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit code 2), pointing at --help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 class _EnvDefaults:
     """Adds flags whose default comes from PD_SCALER_<FLAG> when set, and says so in --help."""
 
@@ -91,8 +101,11 @@ class _EnvDefaults:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="pd-scaler", description="KEDA external scaler for prefill/decode LLM serving.")
-    commands = top.add_subparsers(dest="command", required=True)
+    top = _Parser(prog="pd-scaler", description="KEDA external scaler for prefill/decode LLM serving.")
+    top.add_argument("--version", action="version", version=f"%(prog)s {importlib.metadata.version('pd-scaler')}")
+    commands = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]", top.add_subparsers(dest="command", required=True)
+    )
     serve_cmd = commands.add_parser("serve", help="serve KEDA's ExternalScaler gRPC API")
     flags = _EnvDefaults(serve_cmd)
     flags.add("--bind-address", "0.0.0.0", "address the gRPC and HTTP servers listen on")
@@ -158,6 +171,18 @@ def parser() -> argparse.ArgumentParser:
         "largest HTTP answer read from a source (Prometheus, NATS /jsz), e.g. 16Mi",
         type=_byte_size,
     )
+    flags.add(
+        "--max-sources",
+        DEFAULT_MAX_SOURCES,
+        "live sources at most (one per distinct server, stream, query or pod list); past it RESOURCE_EXHAUSTED",
+        type=_positive_int,
+    )
+    flags.add(
+        "--max-scaledobjects",
+        DEFAULT_MAX_SCALEDOBJECTS,
+        "ScaledObjects (and trigger variants) kept in memory and in /metrics; the least recently asked go first",
+        type=_positive_int,
+    )
     flags.add("--shutdown-grace", 5.0, "on SIGTERM, how long in-flight calls may take", type=duration_arg)
     flags.add("--log-format", "text", "log line format", choices=("text", "json"))
     flags.add("--log-level", "info", "log level", choices=("debug", "info", "warning", "error"))
@@ -165,6 +190,7 @@ def parser() -> argparse.ArgumentParser:
     _EnvDefaults(explain.add_parser(commands)).add(
         "--url", "http://127.0.0.1:8080", "the running pd-scaler's HTTP address (its --http-port)"
     )
+    demo.add_parser(commands, _port)
     simulate_cli.add_parser(commands)
     return top
 
@@ -177,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return explain.run(args)
     if args.command == "simulate":
         return simulate_cli.run(args)
+    if args.command == "demo":
+        return demo.run(args)
     logs.configure(args.log_format, args.log_level)
     try:
         connections = Connections.load(args.connections)
@@ -199,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_source_body_bytes=args.max_source_body_bytes,
         http_header_timeout=args.http_header_timeout,
         http_max_connections=args.http_max_connections,
+        max_sources=args.max_sources,
+        max_scaledobjects=args.max_scaledobjects,
         http_local_only=args.http_local_only,
         admission=Admission(
             namespaces=frozenset(args.namespaces),
@@ -211,7 +241,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"pd-scaler: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(serve(settings))
+    try:
+        return asyncio.run(serve(settings))
+    except CannotListen as exc:
+        print(f"pd-scaler: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

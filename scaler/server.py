@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,12 +19,13 @@ from grpc_reflection.v1alpha import reflection
 from scaler import http
 from scaler.admission import Admission
 from scaler.connections import Connections
-from scaler.engine import Engine
+from scaler.engine import DEFAULT_MAX_SCALEDOBJECTS, Engine
 from scaler.http_listener import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, PROBES, HttpListener
 from scaler.metrics import Metrics
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.service import ExternalScaler
+from scaler.sources.base import DEFAULT_MAX_SOURCES
 from scaler.sources.bounded import DEFAULT_MAX_BODY_BYTES
 from scaler.sources.live import LiveSources
 
@@ -52,6 +55,8 @@ class Settings:
     max_source_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     http_header_timeout: float = DEFAULT_HEADER_TIMEOUT
     http_max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_sources: int = DEFAULT_MAX_SOURCES
+    max_scaledobjects: int = DEFAULT_MAX_SCALEDOBJECTS
     http_local_only: bool = False  # /metrics, /status and any page but the probes answer only loopback clients
     admission: Admission = field(default_factory=Admission)  # --namespaces, --allowed-sources, --connections-only
 
@@ -71,6 +76,29 @@ class Settings:
         )
 
 
+class CannotListen(Exception):
+    """A port the scaler is told to listen on is taken or not allowed: it cannot serve."""
+
+
+def _refuse_taken(host: str, port: int, what: str) -> None:
+    """CannotListen with the reason, before gRPC tries: gRPC reports a taken port as a bare "Failed to bind"
+    and logs its own lines to stderr."""
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is no conflict
+            probe.bind(address)
+    except OSError as exc:
+        raise CannotListen(f"{what} port: cannot listen on {host}:{port}: {_reason(exc)}") from None
+
+
+def _reason(exc: OSError) -> str:
+    """The system's words for an error (aiohttp wraps them in its own sentence; name lookups have no errno)."""
+    return (os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)).lower()
+
+
 class Server:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -83,10 +111,18 @@ class Server:
             kubeconfig=settings.kubeconfig,
             kube_refresh_interval=settings.kube_refresh_interval,
             max_body_bytes=settings.max_source_body_bytes,
+            max_sources=settings.max_sources,
         )
-        self.engine = Engine(sources, self.metrics, admission=settings.admission)
+        self.engine = Engine(
+            sources, self.metrics, admission=settings.admission, max_scaledobjects=settings.max_scaledobjects
+        )
         self.health = health_aio.HealthServicer()
-        self.grpc = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)])
+        self.grpc = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+                ("grpc.so_reuseport", 0),  # a second scaler on a taken port must fail, not silently share it
+            ]
+        )
         self.grpc_port = 0
         self.http_port = 0
         self._ready = False
@@ -100,10 +136,14 @@ class Server:
         reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc)
         address = f"{s.bind_address}:{s.grpc_port}"
         credentials = s.grpc_credentials()
-        if credentials is None:
-            self.grpc_port = self.grpc.add_insecure_port(address)
-        else:
-            self.grpc_port = self.grpc.add_secure_port(address, credentials)
+        _refuse_taken(s.bind_address, s.grpc_port, "gRPC")
+        try:
+            if credentials is None:
+                self.grpc_port = self.grpc.add_insecure_port(address)
+            else:
+                self.grpc_port = self.grpc.add_secure_port(address, credentials)
+        except RuntimeError:  # grpc says only "Failed to bind"
+            raise CannotListen(f"gRPC port: cannot listen on {address} (in use, or not allowed)") from None
         await self.grpc.start()
         for service in ("", SERVICE):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -114,7 +154,12 @@ class Server:
             header_timeout=s.http_header_timeout,
             public_paths=PROBES if s.http_local_only else None,
         )
-        await self._http.start(s.bind_address, s.http_port)
+        try:
+            await self._http.start(s.bind_address, s.http_port)
+        except OSError as exc:
+            await self._http.stop()
+            await self.grpc.stop(None)
+            raise CannotListen(f"HTTP port: cannot listen on {s.bind_address}:{s.http_port}: {_reason(exc)}") from None
         self.http_port = self._http.port
         self._housekeeping = asyncio.create_task(self.engine.run(), name="housekeeping")
         self._ready = True

@@ -3,6 +3,7 @@ recording every request it gets. Bodies are generated while they are sent, never
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -96,3 +97,58 @@ def jsz(num_pending: str, num_ack_pending: str = "0") -> str:
     return json.dumps({"account_details": [{"name": "$G", "id": "$G", "stream_detail": ["STREAM"]}]}).replace(
         '"STREAM"', stream
     )
+
+
+class FakeNats:
+    """Enough of the NATS client protocol to answer JetStream API requests with the raw replies given (by subject
+    prefix): a server that speaks NATS but reports what no nats-server would."""
+
+    def __init__(self, replies: dict[str, bytes]) -> None:
+        self.replies = replies
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    async def start(self) -> FakeNats:
+        self._server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        info = {"server_id": "hostile", "version": "2.10.0", "proto": 1, "headers": True, "max_payload": 1 << 20}
+        writer.write(b"INFO " + json.dumps(info).encode() + b"\r\n")
+        inboxes: dict[bytes, bytes] = {}  # subscription subject (may end in *) -> sid
+        with contextlib.suppress(ConnectionError):
+            while line := await reader.readline():
+                op, *args = line.split()
+                if op.upper() == b"PING":
+                    writer.write(b"PONG\r\n")
+                elif op.upper() == b"SUB":
+                    inboxes[args[0]] = args[-1]
+                elif op.upper() in (b"PUB", b"HPUB"):
+                    await reader.readexactly(int(args[-1]) + 2)  # the payload and its CRLF
+                    reply = self._reply(args[0].decode())
+                    sid = next((sid for sub, sid in inboxes.items() if args[1].startswith(sub.rstrip(b"*"))), None)
+                    if reply is not None and len(args) > 2 and sid is not None:
+                        writer.write(b"MSG %s %s %d\r\n%s\r\n" % (args[1], sid, len(reply), reply))
+                await writer.drain()
+        writer.close()
+
+    def _reply(self, subject: str) -> bytes | None:
+        return next((reply for prefix, reply in self.replies.items() if subject.startswith(prefix)), None)
+
+
+@contextlib.asynccontextmanager
+async def fake_nats(replies: dict[str, bytes]) -> AsyncIterator[FakeNats]:
+    server = await FakeNats(replies).start()
+    try:
+        yield server
+    finally:
+        await server.stop()

@@ -35,6 +35,7 @@ ALL_ON: dict[str, Any] = {
         "secretName": "pd-scaler-tls",
         "clientCA": {"enabled": True, "secretName": "pd-scaler-client-ca", "key": "ca.pem"},
     },
+    "config": {"namespaces": ["dynamo", "sglang"], "connectionsOnly": True},
     "connections": {
         "nats": {
             "dynamo": {
@@ -57,6 +58,7 @@ EXISTING_SECRET: dict[str, Any] = {
 VALUE_SETS = {"default": None, "all-on": ALL_ON, "existing-secret": EXISTING_SECRET}
 
 CORE_KINDS = {
+    "NetworkPolicy",
     "Deployment",
     "Service",
     "ServiceAccount",
@@ -67,6 +69,10 @@ CORE_KINDS = {
     "ConfigMap",
 }
 READ_VERBS = {"get", "list", "watch"}
+BASE_KINDS = (
+    *("Deployment", "Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"),
+    *("PodDisruptionBudget", "NetworkPolicy"),
+)
 
 
 @pytest.fixture(scope="module")
@@ -126,18 +132,9 @@ def test_lint_finds_nothing_above_info(values: dict[str, Any] | None) -> None:
 @pytest.mark.parametrize(
     ("values", "kinds"),
     [
-        (None, {"Deployment", "Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "PodDisruptionBudget"}),
-        (
-            ALL_ON,
-            {
-                *("Deployment", "Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"),
-                *("PodDisruptionBudget", "Secret", "ConfigMap", "ServiceMonitor", "PrometheusRule"),
-            },
-        ),
-        (
-            EXISTING_SECRET,
-            {"Deployment", "Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "PodDisruptionBudget"},
-        ),
+        (None, {*BASE_KINDS}),
+        (ALL_ON, {*BASE_KINDS, "Secret", "ConfigMap", "ServiceMonitor", "PrometheusRule"}),
+        (EXISTING_SECRET, {*BASE_KINDS}),
     ],
     ids=VALUE_SETS.keys(),
 )
@@ -383,8 +380,13 @@ def test_dashboard_config_map_is_picked_up_by_the_grafana_sidecar(chart: helm_py
         ({"tls": {"enabled": True}}, "at '/tls/secretName'"),
         ({"connections": {"nats": {"dynamo": {"server": ["nats://nats:4222"]}}}}, "missing property 'servers'"),
         ({"connections": {"prometheus": {"p": {"url": "prometheus:9090"}}}}, "at '/connections/prometheus/p/url'"),
+        ({"config": {"namespaces": "dynamo"}}, "at '/config/namespaces'"),
+        ({"networkPolicy": {"keda": {"podLabels": {"app": 1}}}}, "at '/networkPolicy/keda/podLabels/app'"),
     ],
-    ids=["replicaCount", "typo", "port", "logFormat", "duration", "tls-no-secret", "nats-profile", "prometheus-url"],
+    ids=[
+        *("replicaCount", "typo", "port", "logFormat", "duration", "tls-no-secret", "nats-profile", "prometheus-url"),
+        *("namespaces-not-a-list", "label-not-a-string"),
+    ],
 )
 def test_values_schema_refuses_wrong_values(
     chart: helm_python.Chart, values: Mapping[str, Any], complaint: str
@@ -412,3 +414,74 @@ def test_values_schema_covers_every_default_value(chart: helm_python.Chart) -> N
                 yield from uncovered(value, sub, f"{where}.{key}")
 
     assert list(uncovered(chart.values, schema, "")) == []
+
+
+def _ingress_peers(rule: dict[str, Any]) -> list[tuple[list[str], dict[str, str]]]:
+    peers = []
+    for peer in rule["from"]:
+        [expression] = peer["namespaceSelector"]["matchExpressions"]
+        assert (expression["key"], expression["operator"]) == ("kubernetes.io/metadata.name", "In")
+        peers.append((expression["values"], peer["podSelector"]["matchLabels"]))
+    return peers
+
+
+def test_by_default_only_keda_reaches_grpc_and_only_prometheus_reaches_http(chart: helm_python.Chart) -> None:
+    objects = render(chart, None)
+    policy = one(objects, "NetworkPolicy")["spec"]
+    pod_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["policyTypes"] == ["Ingress"]
+    grpc_rule, http_rule = policy["ingress"]
+    ports = {p["name"] for p in container(objects)["ports"]}
+    assert [(p["port"], p["protocol"]) for p in grpc_rule["ports"]] == [("grpc", "TCP")]
+    assert [(p["port"], p["protocol"]) for p in http_rule["ports"]] == [("metrics", "TCP")]
+    assert {"grpc", "metrics"} <= ports
+    assert _ingress_peers(grpc_rule) == [([NAMESPACE], {"app": "keda-operator"})]
+    assert _ingress_peers(http_rule) == [(["monitoring"], {"app.kubernetes.io/name": "prometheus"})]
+
+
+def test_network_policy_peers_and_extra_rules_come_from_values(chart: helm_python.Chart) -> None:
+    extra = {"from": [{"podSelector": {"matchLabels": {"app": "status-proxy"}}}], "ports": [{"port": "metrics"}]}
+    values = {
+        "networkPolicy": {
+            "keda": {"namespaces": ["keda", "keda-canary"], "podLabels": {"app.kubernetes.io/name": "keda-operator"}},
+            "prometheus": {"namespaces": []},
+            "extraIngress": [extra],
+        }
+    }
+    policy = one(render(chart, values), "NetworkPolicy")["spec"]
+    grpc_rule, extra_rule = policy["ingress"]
+    assert _ingress_peers(grpc_rule) == [(["keda", "keda-canary"], {"app.kubernetes.io/name": "keda-operator"})]
+    assert extra_rule == extra
+    assert not [o for o in render(chart, {"networkPolicy": {"enabled": False}}) if o["kind"] == "NetworkPolicy"]
+
+
+def test_http_local_only_keeps_the_pages_on_localhost_and_admits_no_scraper(chart: helm_python.Chart) -> None:
+    objects = render(chart, {"config": {"httpLocalOnly": True}})
+    assert env(objects)["PD_SCALER_HTTP_LOCAL_ONLY"] == "true"
+    [grpc_rule] = one(objects, "NetworkPolicy")["spec"]["ingress"]
+    assert [p["port"] for p in grpc_rule["ports"]] == ["grpc"]
+    main = container(objects)  # the kubelet still probes over the pod's address
+    assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    with pytest.raises(helm_python.HelmRenderError, match=r"config\.httpLocalOnly answers /metrics only on localhost"):
+        chart.render(
+            {"config": {"httpLocalOnly": True}, "serviceMonitor": {"enabled": True}}, name=RELEASE, namespace=NAMESPACE
+        )
+
+
+def test_namespaces_and_sources_reach_pd_scaler_serve(
+    chart: helm_python.Chart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = {"config": {"namespaces": ["dynamo", "sglang"], "allowedSources": ["nats://*.svc:4222"]}}
+    variables = env(render(chart, values))
+    assert "PD_SCALER_CONNECTIONS_ONLY" not in variables
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    serve = parser().parse_args(["serve"])
+    assert (serve.namespaces, serve.allowed_sources, serve.connections_only) == (
+        ("dynamo", "sglang"),
+        ("nats://*.svc:4222",),
+        False,
+    )
+    all_on = env(render(chart, ALL_ON))
+    assert (all_on["PD_SCALER_NAMESPACES"], all_on["PD_SCALER_CONNECTIONS_ONLY"]) == ("dynamo,sglang", "true")

@@ -6,10 +6,13 @@ JSON nested without end, credentials in a profile's URL. Each answer is a source
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Awaitable, Callable
 
 import grpc
 import pytest
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
 
 from scaler.connections import PrometheusProfile
 from scaler.errors import SourceUnavailable
@@ -19,8 +22,8 @@ from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.server import Server
 from scaler.sources.bounded import DEFAULT_MAX_BODY_BYTES
 from scaler.sources.prometheus import PrometheusSource
-from tests.conftest import metrics_request, rpc_error
-from tests.hostile import HostileServer, hostile, huge, jsz, raw
+from tests.conftest import CONSUMER, STREAM, metrics_request, rpc_error
+from tests.hostile import HostileServer, fake_nats, hostile, huge, jsz, raw
 
 SECRET = "pd-s3cret-planted"
 MB = 2**20
@@ -179,3 +182,36 @@ async def test_a_jsz_answer_of_the_wrong_shape_is_a_source_error(
     async with hostile({"/jsz": raw(body)}) as server:
         error = await source_error(make_scaler, jsz_ref(server))
     assert (error.code(), error.details()) == (grpc.StatusCode.UNAVAILABLE, jsz_error(server, detail))
+
+
+@pytest.mark.parametrize(
+    ("pending", "detail"),
+    [
+        ("1e29", "consumer info num_pending is out of range (0 to 2^53): 1e+29"),
+        ("-5", "consumer info num_pending is out of range (0 to 2^53): -5"),
+        (str(2**53 + 1), f"consumer info num_pending is out of range (0 to 2^53): {2**53 + 1}"),
+        ("NaN", "consumer info num_pending is not a whole number: nan"),
+    ],
+    ids=["1e29", "negative", "2^53+1", "NaN"],
+)
+async def test_a_consumer_info_number_no_nats_server_sends_is_a_source_error_naming_the_field(
+    make_scaler: Callable[..., Awaitable[Server]], nc: NatsClient, js: JetStreamContext, pending: str, detail: str
+):
+    # What nats-server itself answers, with one number changed.
+    consumer = (await nc.request(f"$JS.API.CONSUMER.INFO.{STREAM}.{CONSUMER}", b"")).data
+    stream = (await nc.request(f"$JS.API.STREAM.INFO.{STREAM}", b"")).data
+    assert re.search(rb'"num_pending":0\b', consumer)
+    replies = {
+        "$JS.API.CONSUMER.INFO.": re.sub(rb'"num_pending":0\b', b'"num_pending":' + pending.encode(), consumer),
+        "$JS.API.STREAM.INFO.": stream,
+    }
+    async with fake_nats(replies) as server:
+        ref = pb.ScaledObjectRef(
+            name="prefill", namespace="dynamo", scalerMetadata={"role": "prefill", "natsServer": server.url}
+        )
+        error = await source_error(make_scaler, ref)
+    name = f"nats {server.url} stream={STREAM} consumer={CONSUMER}"
+    assert (error.code(), error.details()) == (
+        grpc.StatusCode.UNAVAILABLE,
+        f"{name}: no sample yet; last error: {name}: {detail}",
+    )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import os
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -123,10 +125,41 @@ async def test_sigterm_ends_open_streams_and_exits_zero(process: Process, nats_s
 def test_a_bad_env_var_names_itself(tmp_path: Path):
     p = Process(tmp_path, env={"PD_SCALER_REFRESH_INTERVAL": "soon"})
     assert p.proc.wait(10) == 2
-    assert (
-        "error: PD_SCALER_REFRESH_INTERVAL='soon': 'soon' is not a duration; use a number of seconds or units "
-        "ms, s, m, h (e.g. 30s, 1m30s)" in p.output()
+    assert p.output() == (
+        "pd-scaler serve: error: PD_SCALER_REFRESH_INTERVAL='soon': 'soon' is not a duration; use a number of "
+        "seconds or units ms, s, m, h (e.g. 30s, 1m30s) (see pd-scaler serve --help)\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--grpc-port", "http"], "pd-scaler serve: error: argument --grpc-port: 'http' is not a port (0-65535)"),
+        (["--log-level", "loud"], "pd-scaler serve: error: argument --log-level: invalid choice: 'loud' (choose from "),
+        (["--grcp-port", "9090"], "pd-scaler: error: unrecognized arguments: --grcp-port 9090 (see pd-scaler --help)"),
+    ],
+    ids=["bad-value", "bad-choice", "unknown-flag"],
+)
+def test_a_bad_flag_is_one_line_and_exit_code_2(tmp_path: Path, args: list[str], said: str):
+    p = Process(tmp_path, *args)
+    assert p.proc.wait(10) == 2
+    [line] = p.output().splitlines()
+    assert line.startswith(said)
+
+
+@pytest.mark.parametrize("taken", ["grpc", "http"])
+def test_a_taken_port_is_one_line_and_exit_code_2(tmp_path: Path, taken: str):
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        port = holder.getsockname()[1]
+        p = Process(tmp_path, env={f"PD_SCALER_{taken.upper()}_PORT": str(port)})
+        assert p.proc.wait(20) == 2
+    what = "gRPC" if taken == "grpc" else "HTTP"
+    assert p.output() == f"pd-scaler: {what} port: cannot listen on 127.0.0.1:{port}: address already in use\n"
+
+
+def test_version_is_the_installed_packages() -> None:
+    result = subprocess.run([sys.executable, "-m", "scaler", "--version"], capture_output=True, text=True, check=True)
+    assert result.stdout == f"pd-scaler {importlib.metadata.version('pd-scaler')}\n"
 
 
 def test_a_bad_connections_file_is_refused_without_echoing_it(tmp_path: Path):
@@ -164,11 +197,16 @@ async def test_connection_profile_credentials_reach_nats_and_nothing_else(tmp_pa
 
         token = tmp_path / "token"
         token.write_text(SECRET)
+        creds = tmp_path / "nats.creds"
+        creds.write_text(f"-----BEGIN NATS USER JWT-----\n{SECRET}\n------END NATS USER JWT------\n")
         profiles = tmp_path / "connections.yaml"
         profiles.write_text(
             f"nats:\n"
             f"  dynamo:\n    servers: [{nats_server.url}]\n    user: prefill-scaler\n    password: {SECRET}\n"
             f"  wrong:\n    servers: [{nats_server.url}]\n    user: prefill-scaler\n    password: not-{SECRET}\n"
+            f"  token:\n    servers: [{nats_server.url}]\n    token: {SECRET}\n"
+            f"  inurl:\n    servers: ['nats://prefill-scaler:not-{SECRET}@127.0.0.1:{nats_server.port}']\n"
+            f"  creds:\n    servers: [{nats_server.url}]\n    credsFile: {creds}\n"
             f"prometheus:\n"
             f"  basic:\n    url: http://127.0.0.1:1\n    basicAuth: {{username: u, password: {SECRET}}}\n"
             f"  bearer:\n    url: http://127.0.0.1:1\n    bearerTokenFile: {token}\n"
@@ -195,6 +233,11 @@ async def test_connection_profile_credentials_reach_nats_and_nothing_else(tmp_pa
                     "nats wrong: cannot connect: nats: 'Authorization Violation'"
                 )
                 captured = [error.details()]
+                for profile in ("token", "inurl", "creds"):
+                    error = await rpc_error(stub.GetMetrics(metrics_request(ref(profile))))
+                    assert error is not None
+                    assert error.code() == grpc.StatusCode.UNAVAILABLE
+                    captured.append(error.details())
                 for profile in ("basic", "bearer", "inurl"):
                     meta = {"role": "decode", "prometheusConnection": profile, "podSelector": "app=x"}
                     ref_decode = pb.ScaledObjectRef(name=profile, namespace="dynamo", scalerMetadata=meta)
@@ -207,7 +250,7 @@ async def test_connection_profile_credentials_reach_nats_and_nothing_else(tmp_pa
             p.proc.send_signal(signal.SIGTERM)
             assert p.proc.wait(10) == 0
         captured.append(p.output())
-        assert all(SECRET not in text for text in captured)
+        assert all(SECRET not in text for text in captured), [t for t in captured if SECRET in t]
         assert "nats connected" in p.output()
     finally:
         nats_server.stop()

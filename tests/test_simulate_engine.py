@@ -16,8 +16,9 @@ from scaler.simulate.cluster import DECODE, PREFILL, Cluster
 from scaler.simulate.deployment import StartupDelay, parse_deployment
 from scaler.simulate.exporters import PREEMPTIONS, RUNNING, WAITING, Scraper
 from scaler.simulate.policies import Settings, parse_policy
-from scaler.simulate.report import Slo, summarize
+from scaler.simulate.report import summarize
 from scaler.simulate.simulation import Config, simulate
+from scaler.simulate.slo import Slo
 from scaler.simulate.trace import Request
 from tests.test_simulate_model import flat_profile, run_policy
 
@@ -106,6 +107,7 @@ def test_kv_grows_block_by_block_and_the_newest_sequence_is_preempted_and_recomp
     # on this engine (prompt + its tokens: 0.1 s with this profile) and produced the rest.
     assert 0 < second.generated < 40
     assert second.finish >= first.finish + 0.1 + (40 - second.generated) * 0.01 - 0.02
+    assert d.paid == pytest.approx(0.1)  # one recompute: prompt + its tokens, 0.1 s with this profile
     assert d.busy_s >= 0.1 + 40 * 0.01
 
 

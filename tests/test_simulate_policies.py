@@ -27,8 +27,8 @@ from scaler.simulate.policies import (
     parse_policy,
     pd_scaler_metadata,
 )
-from scaler.simulate.report import Slo
 from scaler.simulate.simulation import Config, simulate
+from scaler.simulate.slo import Slo
 from scaler.simulate.sources import NAMESPACE, SimClock, SimSources
 from scaler.simulate.trace import Request
 from tests.test_simulate_model import deployment_of, flat_profile, run_policy

@@ -8,8 +8,9 @@ decides) and `oracle`, `simulation` (the loop), `report`, `frontier` and `plot` 
 """
 
 from scaler.simulate.policies import Policy, PolicyKind, Settings, parse_policy, register
-from scaler.simulate.report import Slo, Summary, summarize
+from scaler.simulate.report import Summary, summarize
 from scaler.simulate.simulation import Config, Run, compare, simulate
+from scaler.simulate.slo import Slo
 
 __all__ = [
     "Config",

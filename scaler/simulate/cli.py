@@ -34,8 +34,9 @@ from scaler.simulate.cluster import ROUTERS
 from scaler.simulate.deployment import Deployment, StartupDelay, override, parse_deployment, parse_startup
 from scaler.simulate.policies import DEFAULT_POLICIES, Policy, Settings, parse_policy, pd_scaler_metadata, usage
 from scaler.simulate.profile import Profile, parse_profile
-from scaler.simulate.report import Slo, aggregate, comparisons, json_policies, summarize, table
+from scaler.simulate.report import aggregate, comparisons, json_policies, summarize, table
 from scaler.simulate.simulation import Config, Run, SimulationStuck, compare, rng
+from scaler.simulate.slo import Slo
 
 BUNDLED_TRACES = ("azure_llm_2023_conv.csv", "azure_llm_2023_code.csv")
 BUNDLED_TRACE = BUNDLED_TRACES[0]

@@ -117,17 +117,19 @@ class DecodeReplica(Replica):
     __slots__ = (
         "base",
         "busy_s",
+        "debt",
         "finishing",
         "first_tokens",
         "joining",
         "n_waiting",
         "order",
+        "owed",
+        "paid",
         "preemptions",
         "recomputing",
         "remote",
         "remote_tokens",
         "running",
-        "stall_until",
         "steps",
         "waiting",
     )
@@ -139,14 +141,16 @@ class DecodeReplica(Replica):
         self.remote = 0  # admitted, not yet running: awaiting their KV, or recomputing after a preemption
         self.remote_tokens = 0  # the blocks allocated to those, in tokens
         self.joining: deque[Record] = deque()  # KV arrived, joining at the next step
-        self.recomputing: deque[tuple[float, Record]] = deque()  # (done at, record): preempted, prefilled again
+        # Preempted sequences being prefilled again on this engine, with the `owed` prefill seconds at which each
+        # is done; `debt` is what is left to compute, `paid` what has been.
+        self.recomputing: deque[tuple[float, Record]] = deque()
+        self.owed = self.paid = self.debt = 0.0
         self.steps = 0.0  # decode steps done so far (fractional: ticks are not aligned with steps)
         self.running = 0
         self.base = 0.0  # Σ (context at join - s0) over running sequences: their total context is base + running·steps
         self.order: list[Record] = []  # running sequences in the order they joined (finished ones dropped lazily)
         self.finishing: list[tuple[float, int, int]] = []  # (step at which the sequence ends, record id, gen)
         self.first_tokens: list[tuple[float, int, int]] = []
-        self.stall_until = -math.inf  # recomputing preempted prompts: no decode step before this
         self.preemptions = 0
         self.busy_s = 0.0  # time spent computing, for GPU utilisation
 
@@ -180,6 +184,7 @@ class Cluster:
         self.rng = rng or random.Random(0)
         self.request_timeout = request_timeout  # a request whose KV has not arrived this long after it did is dropped
         self.router = router
+        self._chunk_s = profile.prefill_seconds(profile.spec.max_num_batched_tokens)  # one chunk of prefill
         self.now = 0.0
         cache: dict[int, tuple[float, float, float]] = {}
         self.records = []
@@ -409,8 +414,10 @@ class Cluster:
                 self._publish(rec, t)
             else:
                 rec.state = JOINING
-                d.stall_until = max(d.stall_until, t) + profile.prefill_seconds(tokens)
-                d.recomputing.append((d.stall_until, rec))
+                seconds = profile.prefill_seconds(tokens)
+                d.owed += seconds
+                d.debt += seconds
+                d.recomputing.append((d.owed, rec))
 
     def _deadline(self, rec: Record) -> None:
         """DYNAMO_RP_TIMEOUT: a request whose KV has not reached its decode engine in time fails. Its blocks are
@@ -485,7 +492,7 @@ class Cluster:
         then the sequences whose KV arrived (or whose recompute ended) join, then admissions."""
         end = start + dt
         for d in list(self.decode):
-            if d.running or d.stall_until > start:
+            if d.running or d.debt > 0:
                 self._steps(d, start, end)
             if d.running:
                 self._preempt_if_full(d)
@@ -498,32 +505,61 @@ class Cluster:
         self.now = end
 
     def _steps(self, d: DecodeReplica, start: float, end: float) -> None:
-        records = self.records
-        t0 = max(start, d.stall_until)
-        d.busy_s += max(0.0, min(end, d.stall_until) - start)  # recomputing keeps the GPU busy
-        if not d.running or t0 >= end:
+        """Steps over [start, end). A recompute is chunked prefill, as in vLLM: while one is owed, every step
+        also prefills a chunk of `max_num_batched_tokens` and takes that much longer; with no sequence running
+        the engine only prefills."""
+        if not d.running:
+            pay = min(d.debt, end - start)
+            d.debt -= pay
+            d.paid += pay
+            d.busy_s += pay
             return
-        tau = self.profile.decode_step_seconds(d.running, d.base + d.running * d.steps)
-        steps = d.steps
-        last = steps + (end - t0) / tau
+        records, profile = self.records, self.profile
+        tau = profile.decode_step_seconds(d.running, d.base + d.running * d.steps)
+        segments = []  # (time, step, step time) where the step time changes
+        t, steps = start, d.steps
+        if d.debt > 0:
+            chunk = self._chunk_s
+            slow = tau + chunk
+            n = min((end - t) / slow, d.debt / chunk)
+            segments.append((t, steps, slow))
+            paid = min(d.debt, n * chunk)
+            d.debt -= paid
+            d.paid += paid
+            if d.debt < 1e-12:
+                d.debt = 0.0
+            t += n * slow
+            steps += n
+        if t < end:
+            segments.append((t, steps, tau))
+            steps += (end - t) / tau
+        last = steps
+
+        def at(s: float) -> float:
+            t0, s0, step_s = segments[0]
+            for seg in segments[1:]:
+                if seg[1] <= s:
+                    t0, s0, step_s = seg
+            return t0 + (s - s0) * step_s
+
         firsts = d.first_tokens
         while firsts and firsts[0][0] <= last:
             s, i, gen = heapq.heappop(firsts)
             if records[i].gen == gen:
-                records[i].first_token = t0 + (s - steps) * tau
+                records[i].first_token = at(s)
         heap = d.finishing
         while heap and heap[0][0] <= last:
             s, i, gen = heapq.heappop(heap)
             rec = records[i]
             if rec.gen != gen:
                 continue
-            rec.finish = t0 + (s - steps) * tau
+            rec.finish = at(s)
             rec.state = DONE
             d.running -= 1
             d.base -= rec.ctx0 - rec.s0
             self.completed += 1
         d.steps = last
-        d.busy_s += end - t0
+        d.busy_s += end - start
         if len(d.order) > 2 * d.running + 64:
             d.order = [r for r in d.order if r.state == RUNNING and r.decode is d]
 
@@ -548,7 +584,7 @@ class Cluster:
     def _join(self, d: DecodeReplica, end: float) -> None:
         ready = list(d.joining)
         d.joining.clear()
-        while d.recomputing and d.recomputing[0][0] <= end:
+        while d.recomputing and d.recomputing[0][0] <= d.paid + 1e-9:
             ready.append(d.recomputing.popleft()[1])
         for rec in ready:
             rec.s0 = d.steps

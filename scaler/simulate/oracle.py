@@ -47,7 +47,8 @@ class Schedule:
     plan: Plan
 
 
-def schedule(ctx: Context) -> Schedule:
+def schedule(ctx: Context, decode_factor: float = 1.0) -> Schedule:
+    """The schedule for the run's requests; `decode_factor` scales each window's decode need (rounded up)."""
     settings, deployment = ctx.settings, ctx.deployment
     need = plan(
         ctx.requests,
@@ -58,6 +59,8 @@ def schedule(ctx: Context) -> Schedule:
         settings.oracle_window,
         (settings.prefill.max_replicas, settings.decode.max_replicas),
     )
+    if decode_factor != 1.0:
+        need = Plan(need.window_s, need.prefill, tuple(max(1, math.ceil(n * decode_factor)) for n in need.decode))
     return order(need, deployment.startup.high)
 
 

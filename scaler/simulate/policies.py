@@ -143,6 +143,9 @@ class PolicyKind:
     check: Callable[[Policy], None] = lambda policy: None  # ValueError naming the problem
     knob: str = ""  # what `sweep` varies
     sweep: Callable[[Settings], Sequence[str]] = lambda settings: ()  # the policies of its frontier
+    # When set, the policy is each of these in turn, and the run that meets the SLO for the most requests (then
+    # with the fewest GPU-hours) is its result: a search only an oracle, knowing the future, can make.
+    candidates: Callable[[Policy], Sequence[Policy]] | None = None
 
 
 REGISTRY: dict[str, PolicyKind] = {}
@@ -548,15 +551,14 @@ LAG_SWEEP = ("2", "5", "10", "20")
 
 
 def _pd_scaler_sweep(settings: Settings) -> list[str]:
-    return [f"pd-scaler+lagThreshold={lag}" for lag in LAG_SWEEP] + [
-        f"pd-scaler:kv-cache@{t}" for t in ("0.3", "0.5", "0.9")
-    ]
+    return [f"pd-scaler+lagThreshold={lag}" for lag in LAG_SWEEP] + ["pd-scaler:kv-cache@0.5"]
 
 
 def _static_sweep(settings: Settings) -> list[str]:
-    grid = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
-    prefill = [p for p in grid if p <= settings.prefill.max_replicas]
-    decode = [d for d in grid[:5] if d <= settings.decode.max_replicas]
+    """A grid spanning each role's replica range: five prefill counts by three decode counts."""
+    most_p, most_d = settings.prefill.max_replicas, settings.decode.max_replicas
+    prefill = sorted({max(1, round(most_p * f)) for f in (0.2, 0.35, 0.5, 0.7, 1.0)})
+    decode = sorted({max(1, round(most_d * f)) for f in (0.15, 0.3, 0.5)})
     return [f"static:{p}x{d}" for p in prefill for d in decode]
 
 
@@ -611,12 +613,34 @@ register(
         _static_sweep,
     )
 )
+
+
+def _check_oracle(policy: Policy) -> None:
+    _check_plain(policy)
+    for key, value in policy.options:
+        if key != "decode" or not 0 < _positive_number(policy, key, value) <= 1:
+            raise ValueError(f"policy {policy.name!r}: the oracle takes +decode=F, 0 < F <= 1")
+
+
+def _oracle_candidates(policy: Policy) -> list[Policy]:
+    """The plan as sized, and with decode cut: when prefill is the bottleneck (a cap binds), decode replicas
+    sized for requests that miss anyway buy nothing."""
+    if policy.options:
+        return [policy]
+    return [policy] + [Policy(f"oracle+decode={f}", "oracle", "", (("decode", f),)) for f in ORACLE_DECODE_CUTS]
+
+
+ORACLE_DECODE_CUTS = ("0.75", "0.5", "0.25")
+
 register(
     PolicyKind(
         "oracle",
         "oracle",
-        lambda policy, ctx: OracleController(ctx.cluster, oracle.schedule(ctx)),
-        _check_plain,
+        lambda policy, ctx: OracleController(
+            ctx.cluster, oracle.schedule(ctx, float(dict(policy.options).get("decode", 1.0)))
+        ),
+        _check_oracle,
+        candidates=_oracle_candidates,
     )
 )
 
