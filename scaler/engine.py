@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -27,11 +28,17 @@ from scaler.policy import decide_decode, decide_prefill
 from scaler.sources.base import Clock, LagSource, Source, SourcePool
 from scaler.status import StatusBoard
 from scaler.targets import Targets
-from scaler.triggers import DecodeTrigger, PrefillTrigger, TriggerSpec, parse
+from scaler.triggers import KEDA_KEYS, DecodeTrigger, PrefillTrigger, TriggerSpec, parse
 
 log = logging.getLogger("pd_scaler.engine")
 
 EvaluatorKey = tuple[str, str, frozenset[tuple[str, str]]]
+SeriesKey = tuple[str, str, str]  # namespace, ScaledObject, role: the labels of its series in /metrics
+
+# ScaledObjects (and trigger variants) kept: evaluators, activity and per-ScaledObject series. More still work;
+# the least recently asked are forgotten and rebuilt when asked again.
+DEFAULT_MAX_SCALEDOBJECTS = 5000
+_FAILED = object()  # the last answer was an error: the value gauge says NaN
 
 
 @dataclass(frozen=True)
@@ -76,13 +83,15 @@ class Engine:
         first_sample_wait: float = 2.0,
         clock: Clock = time.monotonic,
         admission: Admission | None = None,
+        max_scaledobjects: int = DEFAULT_MAX_SCALEDOBJECTS,
     ) -> None:
         self.sources = sources
         self.admission = admission or Admission()
         self.metrics = metrics
         self.first_sample_wait = first_sample_wait
         self.clock = clock
-        self._evaluators: dict[EvaluatorKey, Evaluator] = {}
+        self.max_scaledobjects = max_scaledobjects
+        self._evaluators: OrderedDict[EvaluatorKey, Evaluator] = OrderedDict()  # least recently asked first
         self.targets: Targets[EvaluatorKey] = Targets()
         self.status = StatusBoard()
         self._log_once = Once(clock=clock)
@@ -90,7 +99,7 @@ class Engine:
         self._per_pod: dict[tuple[str, str], tuple[object, dict[signals.PodKey, float]]] = {}
         self.closing = False
         self._active: dict[tuple[str, str], bool] = {}
-        self._seen: dict[tuple[str, str, str], float] = {}
+        self._seen: OrderedDict[SeriesKey, _Seen] = OrderedDict()  # least recently answered first
 
     # -- the three questions KEDA asks ------------------------------------------------------------------
 
@@ -109,7 +118,7 @@ class Engine:
     async def activations(self, ref: Ref) -> AsyncIterator[bool]:
         """Yields True when the role is active on open, then on each inactive→active transition only."""
         sent = False
-        async for decision in self._watch(ref):
+        async for decision in self._watch(ref, targets=False):
             if decision is None:
                 continue  # the polling path reports errors; a stream only ever says "true"
             if decision.active and not sent:
@@ -119,16 +128,15 @@ class Engine:
     async def metric_specs(self, ref: Ref) -> AsyncIterator[tuple[str, float]]:
         """Yields the metric spec on open, then again whenever its target changes (KEDA's StreamMetricSpec)."""
         sent = None
-        async for _ in self._watch(ref):
+        async for _ in self._watch(ref, targets=True):
             spec = self.metric_spec(ref)
             if spec != sent:
                 yield spec
                 sent = spec
 
-    async def _watch(self, ref: Ref) -> AsyncIterator[Decision | None]:
-        """The decision now (None: an error), then again after each update of its sources or its target."""
+    async def _watch(self, ref: Ref, targets: bool) -> AsyncIterator[Decision | None]:
+        """The decision now (None: an error), then again after each update of its sources (and of any target)."""
         ev = self.evaluator(ref)
-        key = self._key(ref)
         for source in ev.sources:
             await source.settled(self.first_sample_wait)
         with contextlib.ExitStack() as stack:
@@ -140,33 +148,41 @@ class Engine:
                 except ScalerError:
                     decision = None
                 yield decision
-                await _first([s.next_update() for s in ev.sources] + [self.targets.changed(key)])
+                waits = [s.next_update() for s in ev.sources]
+                await _first([*waits, self.targets.changed()] if targets else waits)
 
     # -- wiring ----------------------------------------------------------------------------------------
 
     def evaluator(self, ref: Ref) -> Evaluator:
         # KEDA asks the same questions every few seconds: keep each ScaledObject's evaluator while the pool
         # keeps its sources (a stopped source must never be read again).
-        if self._evaluators_generation != self.sources.pool.generation:
+        pool = self.sources.pool
+        if self._evaluators_generation != pool.generation:
             self._evaluators.clear()
-            self._evaluators_generation = self.sources.pool.generation
+            self._evaluators_generation = pool.generation
         key = self._key(ref)
         ev = self._evaluators.get(key)
-        if ev is None:
-            try:
-                self.admission.check_namespace(ref.namespace)
-                spec = parse(dict(key[2]))
-                self.admission.check_sources(spec)
-            except ScalerError as exc:
-                self._failed(ref, exc)
-                raise
-            ev = self._prefill(spec) if isinstance(spec, PrefillTrigger) else self._decode(ref, spec)
-            self._evaluators[key] = ev
+        if ev is not None:
+            self._evaluators.move_to_end(key)
+            return ev
+        try:
+            self.admission.check_namespace(ref.namespace)
+            spec = parse(dict(key[2]))
+            self.admission.check_sources(spec)
+            with pool.adding():  # its sources start once it is whole, if they fit under the cap
+                ev = self._prefill(spec) if isinstance(spec, PrefillTrigger) else self._decode(ref, spec)
+        except ScalerError as exc:
+            self._failed(ref, exc)
+            raise
+        self._evaluators[key] = ev
+        if len(self._evaluators) > self.max_scaledobjects:
+            self._evaluators.popitem(last=False)
         return ev
 
     @staticmethod
     def _key(ref: Ref) -> EvaluatorKey:
-        return (ref.namespace, ref.name, frozenset(ref.metadata.items()))
+        # KEDA's own keys (scalerAddress, enableTLS, …) do not change the trigger: not part of its identity.
+        return (ref.namespace, ref.name, frozenset((k, v) for k, v in ref.metadata.items() if k not in KEDA_KEYS))
 
     def _prefill(self, spec: PrefillTrigger) -> Evaluator:
         source = self.sources.lag_source(spec)
@@ -204,22 +220,28 @@ class Engine:
 
     def _decide(self, ref: Ref, ev: Evaluator) -> Decision:
         labels = (ref.namespace, ref.name, ev.spec.role)
-        now = self._seen[labels] = self.clock()
+        seen = self._seen_now(labels)
+        now = seen.at
         try:
             decision = ev.decide()
         except ScalerError as exc:
             # Only the value says "no answer"; target and activity keep the last real answer, if any.
-            self.metrics.so_value.labels(*labels).set(float("nan"))
+            if seen.answer is not _FAILED:
+                seen.answer = _FAILED
+                self.metrics.so_value.labels(*labels).set(float("nan"))
             self._failed(ref, exc)
             raise
         self.status.decided(ref.namespace, ref.name, ev.spec.role, ev.policy, decision, now)
         self.targets.set(self._key(ref), decision.target)
-        gauges = self.metrics.scaledobject(*labels)
-        gauges.value.set(decision.value)
-        gauges.target.set(decision.target)
-        gauges.active.set(1.0 if decision.active else 0.0)
-        if gauges.unmeasured is not None:
-            gauges.unmeasured.set(decision.unmeasured)
+        answer = (decision.value, decision.target, decision.active, decision.unmeasured)
+        if answer != seen.answer:  # KEDA asks again and again; the gauges change far less often
+            seen.answer = answer
+            gauges = self.metrics.scaledobject(*labels)
+            gauges.value.set(decision.value)
+            gauges.target.set(decision.target)
+            gauges.active.set(1.0 if decision.active else 0.0)
+            if gauges.unmeasured is not None:
+                gauges.unmeasured.set(decision.unmeasured)
         key = (ref.namespace, ref.name)
         if self._active.get(key) != decision.active:
             self._active[key] = decision.active
@@ -236,6 +258,24 @@ class Engine:
                 },
             )
         return decision
+
+    def _seen_now(self, labels: SeriesKey) -> _Seen:
+        """Mark a ScaledObject answered now; past max_scaledobjects the least recently answered is forgotten."""
+        seen = self._seen.get(labels)
+        if seen is None:
+            seen = self._seen[labels] = _Seen()
+            if len(self._seen) > self.max_scaledobjects:
+                self._forget(next(iter(self._seen)))
+        else:
+            self._seen.move_to_end(labels)
+        seen.at = self.clock()
+        return seen
+
+    def _forget(self, labels: SeriesKey) -> None:
+        """Drop a ScaledObject's activity and its series in /metrics."""
+        del self._seen[labels]
+        self._active.pop(labels[:2], None)
+        self.metrics.forget_scaledobject(*labels)
 
     def _failed(self, ref: Ref, exc: ScalerError) -> None:
         self.status.failed(ref.namespace, ref.name, exc, self.clock())
@@ -263,16 +303,15 @@ class Engine:
             await asyncio.sleep(period)
             await pool.reap()
             horizon = self.clock() - pool.idle_timeout
-            forgotten = {labels for labels, seen in self._seen.items() if seen < horizon}
+            forgotten = [labels for labels, seen in self._seen.items() if seen.at < horizon]
             for labels in forgotten:
-                del self._seen[labels]
-                self._active.pop(labels[:2], None)
-                self.metrics.forget_scaledobject(*labels)
+                self._forget(labels)
             gone = {labels[:2] for labels in forgotten}
             gone |= {(e.namespace, e.name) for e in self.status if e.last is None or e.last.at < horizon}
             for namespace, name in gone:
                 self.status.forget(namespace, name)
-            self._evaluators = {k: ev for k, ev in self._evaluators.items() if k[:2] not in gone}
+            for key in [k for k in self._evaluators if k[:2] in gone]:
+                del self._evaluators[key]
             self.targets.forget_where(lambda key: key[:2] in gone)  # noqa: B023 (used at once)
 
     async def close(self) -> None:
@@ -280,8 +319,21 @@ class Engine:
         await self.sources.close()  # stopping a source wakes the streams watching it
 
 
+class _Seen:
+    """When a ScaledObject was last answered, and the answer its gauges show."""
+
+    __slots__ = ("answer", "at")
+
+    def __init__(self) -> None:
+        self.at = 0.0
+        self.answer: object = None
+
+
 async def _first(waits: list[Coroutine[Any, Any, None]]) -> None:
     """Returns when the first of `waits` does; the others are cancelled."""
+    if len(waits) == 1:
+        await waits[0]  # the usual case (a prefill stream): no task
+        return
     tasks = [asyncio.ensure_future(w) for w in waits]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

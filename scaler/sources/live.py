@@ -12,7 +12,7 @@ from scaler.connections import Connections, NatsProfile, PrometheusProfile
 from scaler.kube import RoleSource, load_api_client
 from scaler.metrics import Metrics
 from scaler.sources import bounded
-from scaler.sources.base import Clock, LagSource, SourcePool
+from scaler.sources.base import DEFAULT_MAX_SOURCES, Clock, LagSource, SourcePool
 from scaler.sources.jsz import JszSource
 from scaler.sources.nats import JetStreamLagSource, NatsConnections
 from scaler.sources.prometheus import PrometheusSource
@@ -30,6 +30,7 @@ class LiveSources:
         kube_refresh_interval: float = 5.0,
         clock: Clock = time.monotonic,
         max_body_bytes: int = bounded.DEFAULT_MAX_BODY_BYTES,
+        max_sources: int = DEFAULT_MAX_SOURCES,
     ) -> None:
         self.connections = connections
         self.max_body_bytes = max_body_bytes  # every HTTP answer read from a source
@@ -38,7 +39,7 @@ class LiveSources:
         self.kubeconfig = kubeconfig
         self.kube_refresh_interval = kube_refresh_interval
         self.clock = clock
-        self.pool = SourcePool(metrics, idle_timeout, clock)
+        self.pool = SourcePool(metrics, idle_timeout, clock, max_sources=max_sources)
         self.nats = NatsConnections(metrics)
         self._kube: ApiClient | None = None
 
@@ -59,8 +60,10 @@ class LiveSources:
         return self.pool.get(
             ("nats", conn_key, spec.stream, spec.consumer),
             lambda: JetStreamLagSource(
-                self.nats.acquire(conn_key, label, profile or NatsProfile.model_validate({"servers": servers})),
                 self.nats,
+                conn_key,
+                label,
+                profile or NatsProfile.model_validate({"servers": servers}),
                 spec.stream,
                 spec.consumer,
                 self.refresh_interval,
