@@ -121,7 +121,7 @@ class Engine:
     async def activations(self, ref: Ref) -> AsyncIterator[bool]:
         """Yields True when the role is active on open, then on each inactive→active transition only."""
         sent = False
-        async for decision in self._watch(ref):
+        async for decision in self._watch(ref, targets=False):
             if decision is None:
                 continue  # the polling path reports errors; a stream only ever says "true"
             if decision.active and not sent:
@@ -131,16 +131,15 @@ class Engine:
     async def metric_specs(self, ref: Ref) -> AsyncIterator[tuple[str, float]]:
         """Yields the metric spec on open, then again whenever its target changes (KEDA's StreamMetricSpec)."""
         sent = None
-        async for _ in self._watch(ref):
+        async for _ in self._watch(ref, targets=True):
             spec = self.metric_spec(ref)
             if spec != sent:
                 yield spec
                 sent = spec
 
-    async def _watch(self, ref: Ref) -> AsyncIterator[Decision | None]:
-        """The decision now (None: an error), then again after each update of its sources or its target."""
+    async def _watch(self, ref: Ref, targets: bool) -> AsyncIterator[Decision | None]:
+        """The decision now (None: an error), then again after each update of its sources (and of any target)."""
         ev = self.evaluator(ref)
-        key = self._key(ref)
         for source in ev.sources:
             await source.settled(self.first_sample_wait)
         with contextlib.ExitStack() as stack:
@@ -152,7 +151,8 @@ class Engine:
                 except ScalerError:
                     decision = None
                 yield decision
-                await _first([s.next_update() for s in ev.sources] + [self.targets.changed(key)])
+                waits = [s.next_update() for s in ev.sources]
+                await _first([*waits, self.targets.changed()] if targets else waits)
 
     # -- wiring ----------------------------------------------------------------------------------------
 
@@ -349,6 +349,9 @@ class _Seen:
 
 async def _first(waits: list[Coroutine[Any, Any, None]]) -> None:
     """Returns when the first of `waits` does; the others are cancelled."""
+    if len(waits) == 1:
+        await waits[0]  # the usual case (a prefill stream): no task
+        return
     tasks = [asyncio.ensure_future(w) for w in waits]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
