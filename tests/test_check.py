@@ -117,7 +117,7 @@ GPU_MEMORY_WARNING = (
     "metadata.metric: warning: {given}: engines that preallocate the KV cache (vLLM gpu-memory-utilization, SGLang "
     "mem-fraction-static, TensorRT-LLM) keep every decode pod near 0.95 whatever the load, above the threshold, so "
     "the HPA adds a replica after each start-up until maxReplicaCount ({max}) and keeps it there; use metric: "
-    "kv-cache with threshold 0.4 or less unless your engine allocates as it goes"
+    "seats (with maxNumSeqs), or kv-cache with threshold 0.4 or less unless your engine allocates as it goes"
 )
 
 
@@ -279,12 +279,15 @@ def test_each_mistake_is_reported_with_file_line_and_key(tmp_path: Path) -> None
     zero = line_of(BROKEN, "metadata: {role: prefill") - 1
     assert result.stdout.splitlines() == [
         f"{f}:{typo}: {llm}/prefill-typo triggers[0]: metadata: error: unknown key 'lagTreshold' (did you mean "
-        "'lagThreshold'?); prefill triggers accept: account, activationLagThreshold, consumer, lagThreshold, "
-        "maxStaleness, natsConnection, natsServer, natsServerMonitoringEndpoint, role, stream, useHttps",
+        "'lagThreshold'?); prefill triggers accept: account, activationLagThreshold, activationThreshold, consumer, "
+        "engine, lagThreshold, maxStaleness, metric, metricsPath, metricsPort, natsConnection, natsServer, "
+        "natsServerMonitoringEndpoint, podSelector, prometheusAddress, prometheusConnection, role, scrape, "
+        "seriesSelector, stream, threshold, useHttps",
         # Invalid metadata does not hide the object's other mistakes.
         f"{f}:{value}: {llm}/value-metric triggers[0]: metadata: error: unknown key 'lag'; prefill triggers "
-        "accept: account, activationLagThreshold, consumer, lagThreshold, maxStaleness, natsConnection, natsServer, "
-        "natsServerMonitoringEndpoint, role, stream, useHttps",
+        "accept: account, activationLagThreshold, activationThreshold, consumer, engine, lagThreshold, maxStaleness, "
+        "metric, metricsPath, metricsPort, natsConnection, natsServer, natsServerMonitoringEndpoint, podSelector, "
+        "prometheusAddress, prometheusConnection, role, scrape, seriesSelector, stream, threshold, useHttps",
         f"{f}:{value}: {llm}/value-metric triggers[0]: metricType: error: pd-scaler reports a total over the role "
         "with a per-replica target, which needs AverageValue (desired = ceil(total / target)); Value multiplies by "
         "the current replicas and overshoots",
