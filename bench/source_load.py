@@ -135,7 +135,7 @@ def main() -> None:
                 scaler.stop()
                 rates = tuple((a - b) / seconds for a, b in zip(after, before, strict=True))
                 rows.append((n, rates))
-                print(f"  {n} ScaledObjects per role measured", file=sys.stderr)
+                print(f"  {n} ScaledObjects per kind measured", file=sys.stderr)
         finally:
             prometheus.stop()
             nats_server.stop()
