@@ -187,7 +187,7 @@ def _check_trigger(
     if role not in ROLES:
         return
     yield from _check_target(target, role, metadata)
-    yield from _check_scale_to_zero(kind, role, spec.get("minReplicaCount", 0) == 0)  # KEDA's default is 0
+    yield from _check_scale_to_zero(kind, role, metadata, spec.get("minReplicaCount", 0) == 0)  # KEDA's default: 0
     if role == "decode":
         yield from _check_decode_signal(metadata, spec.get("maxReplicaCount", _KEDA_MAX_REPLICAS))
 
@@ -195,11 +195,11 @@ def _check_trigger(
 def _check_target(target: Mapping[str, Any], role: str, metadata: Mapping[str, str]) -> Iterator[Problem]:
     kind = target.get("kind", "Deployment")
     if kind != ADAPTER_KIND:
-        if role == "decode" and "podSelector" not in metadata:
+        if _reads_pods(role, metadata) and "podSelector" not in metadata:
             yield Problem(
                 "spec.scaleTargetRef.kind",
                 "error",
-                f"decode finds its pods through a {ADAPTER_KIND}; with a {kind} target set metadata.podSelector",
+                f"{role} finds its pods through a {ADAPTER_KIND}; with a {kind} target set metadata.podSelector",
             )
         else:
             yield Problem(
@@ -221,16 +221,27 @@ def _check_target(target: Mapping[str, Any], role: str, metadata: Mapping[str, s
             )
 
 
-def _check_scale_to_zero(kind: object, role: str, can_scale_to_zero: bool) -> Iterator[Problem]:
+def _reads_pods(role: str, metadata: Mapping[str, str]) -> bool:
+    """The trigger measures the role's running pods (everything but the JetStream lag and the Dynamo frontend's
+    counts read through Prometheus); read from the raw metadata, which may be invalid."""
+    if role == "decode":
+        return True
+    metric = metadata.get("metric", "queue-lag")
+    return metric != "queue-lag" and not (metric == "prefill-tokens" and metadata.get("scrape") != "pods")
+
+
+def _check_scale_to_zero(
+    kind: object, role: str, metadata: Mapping[str, str], can_scale_to_zero: bool
+) -> Iterator[Problem]:
     if not can_scale_to_zero:
         return
-    if role == "decode":
+    if _reads_pods(role, metadata):
         yield Problem(
             "spec.minReplicaCount",
             "warning",
             (
-                "decode measures its running pods: at 0 replicas there is nothing to measure and nothing wakes "
-                "the role; set minReplicaCount to 1 or more"
+                f"{role} measures its running pods: at 0 replicas there is nothing to measure and nothing "
+                "wakes the role; set minReplicaCount to 1 or more"
             ),
         )
     elif kind == "external":
@@ -245,7 +256,7 @@ def _check_scale_to_zero(kind: object, role: str, can_scale_to_zero: bool) -> It
 
 
 def _recommended_decode() -> str:
-    return f"metric: kv-cache with threshold {KV_THRESHOLD_ADVICE:g} or less"
+    return f"metric: seats (with maxNumSeqs), or kv-cache with threshold {KV_THRESHOLD_ADVICE:g} or less"
 
 
 def _check_decode_signal(metadata: Mapping[str, str], max_replicas: object) -> Iterator[Problem]:

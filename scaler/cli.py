@@ -16,9 +16,11 @@ from scaler import check, demo, explain, logs
 from scaler.admission import Admission
 from scaler.connections import Connections
 from scaler.durations import duration_arg
+from scaler.engine import DEFAULT_MAX_SCALEDOBJECTS
 from scaler.http_listener import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 from scaler.server import CannotListen, Settings, serve
 from scaler.simulate import cli as simulate_cli
+from scaler.sources.base import DEFAULT_MAX_SOURCES
 from scaler.sources.bounded import DEFAULT_MAX_BODY_BYTES
 
 ENV_PREFIX = "PD_SCALER_"
@@ -169,6 +171,18 @@ def parser() -> argparse.ArgumentParser:
         "largest HTTP answer read from a source (Prometheus, NATS /jsz), e.g. 16Mi",
         type=_byte_size,
     )
+    flags.add(
+        "--max-sources",
+        DEFAULT_MAX_SOURCES,
+        "live sources at most (one per distinct server, stream, query or pod list); past it RESOURCE_EXHAUSTED",
+        type=_positive_int,
+    )
+    flags.add(
+        "--max-scaledobjects",
+        DEFAULT_MAX_SCALEDOBJECTS,
+        "ScaledObjects (and trigger variants) kept in memory and in /metrics; the least recently asked go first",
+        type=_positive_int,
+    )
     flags.add("--shutdown-grace", 5.0, "on SIGTERM, how long in-flight calls may take", type=duration_arg)
     flags.add("--log-format", "text", "log line format", choices=("text", "json"))
     flags.add("--log-level", "info", "log level", choices=("debug", "info", "warning", "error"))
@@ -213,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_source_body_bytes=args.max_source_body_bytes,
         http_header_timeout=args.http_header_timeout,
         http_max_connections=args.http_max_connections,
+        max_sources=args.max_sources,
+        max_scaledobjects=args.max_scaledobjects,
         http_local_only=args.http_local_only,
         admission=Admission(
             namespaces=frozenset(args.namespaces),

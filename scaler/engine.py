@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -22,16 +23,23 @@ from scaler.errors import ScalerError
 from scaler.kube import RolePods, check_bound
 from scaler.logs import Once
 from scaler.metrics import Metrics
-from scaler.observations import Decision, DecodeLoad, PrefillHistory
-from scaler.policy import decide_decode, decide_prefill
+from scaler.observations import Decision, DecodeLoad, PrefillHistory, RoleSignal
+from scaler.policy import NO_SERIES, decide_prefill, decide_signal
 from scaler.sources.base import Clock, LagSource, Source, SourcePool
+from scaler.sources.pods import PodScrape, PodScrapeSource
 from scaler.status import StatusBoard
 from scaler.targets import Targets
-from scaler.triggers import DecodeTrigger, PrefillTrigger, TriggerSpec, parse
+from scaler.triggers import KEDA_KEYS, DecodeTrigger, PrefillTrigger, TriggerSpec, parse
 
 log = logging.getLogger("pd_scaler.engine")
 
 EvaluatorKey = tuple[str, str, frozenset[tuple[str, str]]]
+SeriesKey = tuple[str, str, str]  # namespace, ScaledObject, role: the labels of its series in /metrics
+
+# ScaledObjects (and trigger variants) kept: evaluators, activity and per-ScaledObject series. More still work;
+# the least recently asked are forgotten and rebuilt when asked again.
+DEFAULT_MAX_SCALEDOBJECTS = 5000
+_FAILED = object()  # the last answer was an error: the value gauge says NaN
 
 
 @dataclass(frozen=True)
@@ -51,9 +59,11 @@ class SourceProvider(Protocol):
 
     def lag_source(self, spec: PrefillTrigger) -> LagSource[Any]: ...
 
-    def prometheus_source(self, spec: DecodeTrigger, query: str) -> Source[tuple[signals.Series, ...]]: ...
+    def prometheus_source(self, spec: TriggerSpec, query: str) -> Source[tuple[signals.Series, ...]]: ...
 
-    def role_source(self, namespace: str, scaledobject: str, spec: DecodeTrigger) -> Source[RolePods]: ...
+    def role_source(self, namespace: str, scaledobject: str, spec: TriggerSpec) -> Source[RolePods]: ...
+
+    def scrape_source(self, role: Source[RolePods], spec: TriggerSpec) -> PodScrapeSource: ...
 
     async def close(self) -> None: ...
 
@@ -92,22 +102,24 @@ class Engine:
         first_sample_wait: float = 2.0,
         clock: Clock = time.monotonic,
         admission: Admission | None = None,
+        max_scaledobjects: int = DEFAULT_MAX_SCALEDOBJECTS,
     ) -> None:
         self.sources = sources
         self.admission = admission or Admission()
         self.metrics = metrics
         self.first_sample_wait = first_sample_wait
         self.clock = clock
-        self._evaluators: dict[EvaluatorKey, Evaluator] = {}
+        self.max_scaledobjects = max_scaledobjects
+        self._evaluators: OrderedDict[EvaluatorKey, Evaluator] = OrderedDict()  # least recently asked first
         self.targets: Targets[EvaluatorKey] = Targets()
         self._by_object: dict[tuple[str, str], Evaluator] = {}  # the latest evaluator of each ScaledObject
         self.status = StatusBoard()
         self._log_once = Once(clock=clock)
         self._evaluators_generation = -1
-        self._per_pod: dict[tuple[str, str], tuple[object, dict[signals.PodKey, float]]] = {}
+        self._values: dict[tuple[signals.Signal, tuple[signals.Matcher, ...]], tuple[object, signals.Values]] = {}
         self.closing = False
         self._active: dict[tuple[str, str], bool] = {}
-        self._seen: dict[tuple[str, str, str], float] = {}
+        self._seen: OrderedDict[SeriesKey, _Seen] = OrderedDict()  # least recently answered first
 
     # -- the three questions KEDA asks ------------------------------------------------------------------
 
@@ -126,7 +138,7 @@ class Engine:
     async def activations(self, ref: Ref) -> AsyncIterator[bool]:
         """Yields True when the role is active on open, then on each inactive→active transition only."""
         sent = False
-        async for decision in self._watch(ref):
+        async for decision in self._watch(ref, targets=False):
             if decision is None:
                 continue  # the polling path reports errors; a stream only ever says "true"
             if decision.active and not sent:
@@ -136,16 +148,15 @@ class Engine:
     async def metric_specs(self, ref: Ref) -> AsyncIterator[tuple[str, float]]:
         """Yields the metric spec on open, then again whenever its target changes (KEDA's StreamMetricSpec)."""
         sent = None
-        async for _ in self._watch(ref):
+        async for _ in self._watch(ref, targets=True):
             spec = self.metric_spec(ref)
             if spec != sent:
                 yield spec
                 sent = spec
 
-    async def _watch(self, ref: Ref) -> AsyncIterator[Decision | None]:
-        """The decision now (None: an error), then again after each update of its sources or its target."""
+    async def _watch(self, ref: Ref, targets: bool) -> AsyncIterator[Decision | None]:
+        """The decision now (None: an error), then again after each update of its sources (and of any target)."""
         ev = self.evaluator(ref)
-        key = self._key(ref)
         for source in ev.sources:
             await source.settled(self.first_sample_wait)
         with contextlib.ExitStack() as stack:
@@ -157,38 +168,51 @@ class Engine:
                 except ScalerError:
                     decision = None
                 yield decision
-                await _first([s.next_update() for s in ev.sources] + [self.targets.changed(key)])
+                waits = [s.next_update() for s in ev.sources]
+                await _first([*waits, self.targets.changed()] if targets else waits)
 
     # -- wiring ----------------------------------------------------------------------------------------
 
     def evaluator(self, ref: Ref) -> Evaluator:
         # KEDA asks the same questions every few seconds: keep each ScaledObject's evaluator while the pool
         # keeps its sources (a stopped source must never be read again).
-        if self._evaluators_generation != self.sources.pool.generation:
+        pool = self.sources.pool
+        if self._evaluators_generation != pool.generation:
             self._evaluators.clear()
             self._by_object.clear()
-            self._evaluators_generation = self.sources.pool.generation
+            self._evaluators_generation = pool.generation
         key = self._key(ref)
         ev = self._evaluators.get(key)
-        if ev is None:
-            try:
-                self.admission.check_namespace(ref.namespace)
-                spec = parse(dict(key[2]))
-                self.admission.check_sources(spec)
-            except ScalerError as exc:
-                self._failed(ref, exc)
-                raise
-            if isinstance(spec, PrefillTrigger):
-                ev = self._prefill(spec)
-            else:
-                ev = self._decode_capacity(ref, spec) if spec.capacity else self._decode(ref, spec)
-            self._evaluators[key] = ev
-        self._by_object[(ref.namespace, ref.name)] = ev
+        if ev is not None:
+            self._evaluators.move_to_end(key)
+            self._by_object[key[:2]] = ev
+            return ev
+        try:
+            self.admission.check_namespace(ref.namespace)
+            spec = parse(dict(key[2]))
+            self.admission.check_sources(spec)
+            with pool.adding():  # its sources start once it is whole, if they fit under the cap
+                if isinstance(spec, PrefillTrigger) and spec.metric == "queue-lag":
+                    ev = self._prefill(spec)
+                elif isinstance(spec, DecodeTrigger) and spec.capacity:
+                    ev = self._decode_capacity(ref, spec)
+                else:
+                    ev = self._signal(ref, spec)
+        except ScalerError as exc:
+            self._failed(ref, exc)
+            raise
+        self._evaluators[key] = ev
+        self._by_object[key[:2]] = ev
+        if len(self._evaluators) > self.max_scaledobjects:
+            old_key, old = self._evaluators.popitem(last=False)
+            if self._by_object.get(old_key[:2]) is old:
+                del self._by_object[old_key[:2]]
         return ev
 
     @staticmethod
     def _key(ref: Ref) -> EvaluatorKey:
-        return (ref.namespace, ref.name, frozenset(ref.metadata.items()))
+        # KEDA's own keys (scalerAddress, enableTLS, …) do not change the trigger: not part of its identity.
+        return (ref.namespace, ref.name, frozenset((k, v) for k, v in ref.metadata.items() if k not in KEDA_KEYS))
 
     def _prefill(self, spec: PrefillTrigger) -> Evaluator:
         source = self.sources.lag_source(spec)
@@ -213,24 +237,45 @@ class Engine:
 
         return Evaluator(spec, (source,), decide, "capacity (prompt tokens/s)", history)
 
-    def _decode(self, ref: Ref, spec: DecodeTrigger) -> Evaluator:
-        query = signals.query(spec.metric, spec.kv_engine)
-        prom = self.sources.prometheus_source(spec, query)
-        role = self.sources.role_source(ref.namespace, ref.name, spec)
+    def _signal(self, ref: Ref, spec: TriggerSpec) -> Evaluator:
+        """Engine and DCGM signals: series from Prometheus or from the pods, made into one value per pod."""
+        sig, matchers = spec.signal, spec.matchers
+        # The Dynamo frontend's counts are per router worker, not per pod: through Prometheus no pods are needed.
+        role = self.sources.role_source(ref.namespace, ref.name, spec) if spec.reads_pods else None
+        data: Source[Any]
+        if spec.scrape == "pods":
+            assert role is not None
+            data = scraper = self.sources.scrape_source(role, spec)
+            scraper.want(sig.names)
+        else:
+            data = self.sources.prometheus_source(spec, sig.query(matchers))
         # The role's pods change slowly; they are re-listed every role interval, so allow a few of those.
-        role_max_age = max(spec.max_staleness, 3 * role.interval)
+        role_max_age = max(spec.max_staleness, 3 * role.interval) if role is not None else 0.0
+        capacity = float(spec.max_num_seqs) if isinstance(spec, DecodeTrigger) and spec.max_num_seqs else None
 
         def decide() -> Decision:
-            pods = check_bound(role.read(role_max_age))
-            values = self._values_per_pod(prom.read(spec.max_staleness), spec.metric, spec.kv_engine)
-            in_namespace = {pod: v for (ns, pod), v in values.items() if ns == pods.namespace}
-            return decide_decode(spec, pods.pods, in_namespace)
+            pods = check_bound(role.read(role_max_age)) if role is not None else None
+            sample = data.read(spec.max_staleness)
+            series, failed = (sample.series, sample.failed) if isinstance(sample, PodScrape) else (sample, {})
+            values = self._signal_values(series, sig, matchers)
+            obs = _observe(sig, values, pods, failed, data.name, capacity)
+            return decide_signal(spec, obs, pods.pods if pods is not None and not sig.per_worker else None)
 
-        return Evaluator(spec, (role, prom), decide, policy=f"{spec.metric} per pod")
+        sources = (role, data) if role is not None else (data,)
+        return Evaluator(spec, sources, decide, policy=f"{spec.metric} per {'worker' if sig.per_worker else 'pod'}")
 
     def _decode_capacity(self, ref: Ref, spec: DecodeTrigger) -> Evaluator:
-        prom = self.sources.prometheus_source(spec, signals.loads_query(spec.kv_engine))
+        """Sequences held and KV-cache fill per pod (the seats and kv-cache signals of the same engines, read in
+        one query or one scrape), coupled to the prefill ScaledObject it names."""
+        seats, kv = spec.signal, signals.signal("decode", "kv-cache", spec.engine)
+        matchers = spec.matchers
         role = self.sources.role_source(ref.namespace, ref.name, spec)
+        data: Source[Any]
+        if spec.scrape == "pods":
+            data = scraper = self.sources.scrape_source(role, spec)
+            scraper.want(seats.names + kv.names)
+        else:
+            data = self.sources.prometheus_source(spec, signals.union_query((seats, kv), matchers))
         role_max_age = max(spec.max_staleness, 3 * role.interval)
         settings = capacity.DecodeSettings(
             spec.seats,
@@ -241,24 +286,27 @@ class Engine:
             spec.max_decode_per_prefill,
         )
         memo = _Memo()
-        cache: list[tuple[object, dict[signals.PodKey, DecodeLoad]]] = []
 
         def decide() -> Decision:
             pods = check_bound(role.read(role_max_age))
-            series = prom.read(spec.max_staleness)
-            if not cache or cache[0][0] is not series:
-                cache[:] = [(series, signals.loads(spec.kv_engine, series))]
-            per_pod = cache[0][1]
+            sample = data.read(spec.max_staleness)
+            series = sample.series if isinstance(sample, PodScrape) else sample
             coupling = self._coupling(ref.namespace, spec.prefill_scaled_object)
             inputs = (pods, series, coupling.history if coupling else None, coupling.decision if coupling else None)
 
             def run() -> Decision:
-                loads = {pod: v for (ns, pod), v in per_pod.items() if ns == pods.namespace}
+                held = self._signal_values(series, seats, matchers).values
+                fill = self._signal_values(series, kv, matchers).values
+                loads = {
+                    pod: DecodeLoad(value, 0.0, fill.get((ns, pod), 0.0))
+                    for (ns, pod), value in held.items()
+                    if ns == pods.namespace
+                }
                 return capacity.decide_decode(spec.metric_name, pods.pods, loads, settings, coupling)
 
             return memo(inputs, run)
 
-        return Evaluator(spec, (role, prom), decide, "capacity (sequences)")
+        return Evaluator(spec, (role, data), decide, "capacity (sequences)")
 
     def _coupling(self, namespace: str, prefill: str | None) -> capacity.Coupling | None:
         """The prefill role's history and decision for a coupled decode trigger, or why there are none."""
@@ -277,34 +325,40 @@ class Engine:
         except ScalerError as exc:
             return capacity.Coupling(None, None, exc.message)
 
-    def _values_per_pod(
-        self, series: tuple[signals.Series, ...], metric: str, engine: str
-    ) -> dict[signals.PodKey, float]:
-        """signals.per_pod, computed once per sample of a query rather than once per call."""
-        key = (metric, engine)
-        cached = self._per_pod.get(key)
+    def _signal_values(
+        self, series: tuple[signals.Series, ...], sig: signals.Signal, matchers: tuple[signals.Matcher, ...]
+    ) -> signals.Values:
+        """signals.evaluate, computed once per sample of a source rather than once per call."""
+        key = (sig, matchers)
+        cached = self._values.get(key)
         if cached is None or cached[0] is not series:
-            cached = self._per_pod[key] = (series, signals.per_pod(metric, engine, series))
+            cached = self._values[key] = (series, signals.evaluate(sig, series, matchers))
         return cached[1]
 
     def _decide(self, ref: Ref, ev: Evaluator) -> Decision:
         labels = (ref.namespace, ref.name, ev.spec.role)
-        now = self._seen[labels] = self.clock()
+        seen = self._seen_now(labels)
+        now = seen.at
         try:
             decision = ev.decide()
         except ScalerError as exc:
             # Only the value says "no answer"; target and activity keep the last real answer, if any.
-            self.metrics.so_value.labels(*labels).set(float("nan"))
+            if seen.answer is not _FAILED:
+                seen.answer = _FAILED
+                self.metrics.so_value.labels(*labels).set(float("nan"))
             self._failed(ref, exc)
             raise
         self.status.decided(ref.namespace, ref.name, ev.spec.role, ev.policy, decision, now)
         self.targets.set(self._key(ref), decision.target)
-        gauges = self.metrics.scaledobject(*labels)
-        gauges.value.set(decision.value)
-        gauges.target.set(decision.target)
-        gauges.active.set(1.0 if decision.active else 0.0)
-        if gauges.unmeasured is not None:
-            gauges.unmeasured.set(decision.unmeasured)
+        answer = (decision.value, decision.target, decision.active, decision.unmeasured)
+        if answer != seen.answer:  # KEDA asks again and again; the gauges change far less often
+            seen.answer = answer
+            gauges = self.metrics.scaledobject(*labels, ev.spec.reads_pods)
+            gauges.value.set(decision.value)
+            gauges.target.set(decision.target)
+            gauges.active.set(1.0 if decision.active else 0.0)
+            if gauges.unmeasured is not None:
+                gauges.unmeasured.set(decision.unmeasured)
         key = (ref.namespace, ref.name)
         if self._active.get(key) != decision.active:
             self._active[key] = decision.active
@@ -321,6 +375,24 @@ class Engine:
                 },
             )
         return decision
+
+    def _seen_now(self, labels: SeriesKey) -> _Seen:
+        """Mark a ScaledObject answered now; past max_scaledobjects the least recently answered is forgotten."""
+        seen = self._seen.get(labels)
+        if seen is None:
+            seen = self._seen[labels] = _Seen()
+            if len(self._seen) > self.max_scaledobjects:
+                self._forget(next(iter(self._seen)))
+        else:
+            self._seen.move_to_end(labels)
+        seen.at = self.clock()
+        return seen
+
+    def _forget(self, labels: SeriesKey) -> None:
+        """Drop a ScaledObject's activity and its series in /metrics."""
+        del self._seen[labels]
+        self._active.pop(labels[:2], None)
+        self.metrics.forget_scaledobject(*labels)
 
     def _failed(self, ref: Ref, exc: ScalerError) -> None:
         self.status.failed(ref.namespace, ref.name, exc, self.clock())
@@ -348,16 +420,15 @@ class Engine:
             await asyncio.sleep(period)
             await pool.reap()
             horizon = self.clock() - pool.idle_timeout
-            forgotten = {labels for labels, seen in self._seen.items() if seen < horizon}
+            forgotten = [labels for labels, seen in self._seen.items() if seen.at < horizon]
             for labels in forgotten:
-                del self._seen[labels]
-                self._active.pop(labels[:2], None)
-                self.metrics.forget_scaledobject(*labels)
+                self._forget(labels)
             gone = {labels[:2] for labels in forgotten}
             gone |= {(e.namespace, e.name) for e in self.status if e.last is None or e.last.at < horizon}
             for namespace, name in gone:
                 self.status.forget(namespace, name)
-            self._evaluators = {k: ev for k, ev in self._evaluators.items() if k[:2] not in gone}
+            for key in [k for k in self._evaluators if k[:2] in gone]:
+                del self._evaluators[key]
             self._by_object = {k: ev for k, ev in self._by_object.items() if k not in gone}
             self.targets.forget_where(lambda key: key[:2] in gone)  # noqa: B023 (used at once)
 
@@ -366,11 +437,48 @@ class Engine:
         await self.sources.close()  # stopping a source wakes the streams watching it
 
 
+class _Seen:
+    """When a ScaledObject was last answered, and the answer its gauges show."""
+
+    __slots__ = ("answer", "at")
+
+    def __init__(self) -> None:
+        self.at = 0.0
+        self.answer: object = None
+
+
 async def _first(waits: list[Coroutine[Any, Any, None]]) -> None:
     """Returns when the first of `waits` does; the others are cancelled."""
+    if len(waits) == 1:
+        await waits[0]  # the usual case (a prefill stream): no task
+        return
     tasks = [asyncio.ensure_future(w) for w in waits]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in tasks:
             task.cancel()
+
+
+def _observe(
+    sig: signals.Signal,
+    values: signals.Values,
+    pods: RolePods | None,
+    failed: Mapping[str, str],
+    source: str,
+    capacity: float | None,
+) -> RoleSignal:
+    """The observation the policy decides on: each of the role's pods' value (seats as a fraction of the pod's
+    limit: the per-engine limit times its data-parallel engines), and why the others have none."""
+    if pods is None or sig.per_worker:
+        # Per router worker; with scrape: pods the pods are the frontends, and those not scraped are named.
+        per = {name: v for (_, name), v in values.values.items()}
+        return RoleSignal(sig.role, sig.metric, sig.engine, sig.unit, source, per, dict(failed))
+    per = {}
+    for (namespace, pod), value in values.values.items():
+        if namespace == pods.namespace:
+            per[pod] = value / (capacity * values.engines.get((namespace, pod), 1)) if capacity else value
+    measured = {pod: per[pod] for pod in pods.pods if pod in per}
+    unmeasured = {pod: failed.get(pod, NO_SERIES) for pod in pods.pods if pod not in per}
+    unit = "fraction" if capacity else sig.unit
+    return RoleSignal(sig.role, sig.metric, sig.engine, unit, source, measured, unmeasured, capacity)

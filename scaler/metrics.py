@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -64,7 +66,7 @@ class ScaledObjectGauges:
     value: Gauge
     target: Gauge
     active: Gauge
-    unmeasured: Gauge | None  # decode only: a prefill role has no pods to measure
+    unmeasured: Gauge | None  # only for triggers that measure pods (not the JetStream lag nor Dynamo's router)
 
 
 class Metrics:
@@ -126,6 +128,20 @@ class Metrics:
         self._calls: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self._sources = _SourceCollector()
         r.register(self._sources)
+        self._rendering: asyncio.Future[bytes] | None = None
+
+    async def exposition(self) -> bytes:
+        """The /metrics page. Rendered in a worker thread, so calls are answered meanwhile (thousands of
+        ScaledObjects take a second to render); scrapes that overlap share one rendering. prometheus_client
+        locks each metric, and collectors must only read (they run in that thread)."""
+        if self._rendering is None:
+            rendering = asyncio.get_running_loop().run_in_executor(None, generate_latest, self.registry)
+            rendering.add_done_callback(self._rendered)
+            self._rendering = rendering
+        return await asyncio.shield(self._rendering)
+
+    def _rendered(self, _: asyncio.Future[bytes]) -> None:
+        self._rendering = None
 
     def watch_sources(self, pool: Iterable[Source[Any]]) -> None:
         self._sources.pools.append(pool)
@@ -146,7 +162,7 @@ class Metrics:
         self.grpc_requests.labels(method, code).inc()
         self.grpc_stream_duration.labels(method).observe(seconds)
 
-    def scaledobject(self, namespace: str, name: str, role: str) -> ScaledObjectGauges:
+    def scaledobject(self, namespace: str, name: str, role: str, reads_pods: bool) -> ScaledObjectGauges:
         key = (namespace, name, role)
         gauges = self._scaledobjects.get(key)
         if gauges is None:
@@ -154,7 +170,7 @@ class Metrics:
                 self.so_value.labels(*key),
                 self.so_target.labels(*key),
                 self.so_active.labels(*key),
-                self.so_unmeasured.labels(*key) if role == "decode" else None,
+                self.so_unmeasured.labels(*key) if reads_pods else None,
             )
         return gauges
 
@@ -162,6 +178,10 @@ class Metrics:
         for counter in (self.source_refreshes, self.source_errors):
             with contextlib.suppress(KeyError):
                 counter.remove(kind, name)
+
+    def forget_connection(self, label: str) -> None:
+        with contextlib.suppress(KeyError):
+            self.nats_reconnects.remove(label)
 
     def forget_scaledobject(self, namespace: str, name: str, role: str) -> None:
         self._scaledobjects.pop((namespace, name, role), None)

@@ -19,12 +19,13 @@ from grpc_reflection.v1alpha import reflection
 from scaler import http
 from scaler.admission import Admission
 from scaler.connections import Connections
-from scaler.engine import Engine
+from scaler.engine import DEFAULT_MAX_SCALEDOBJECTS, Engine
 from scaler.http_listener import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, PROBES, HttpListener
 from scaler.metrics import Metrics
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.service import ExternalScaler
+from scaler.sources.base import DEFAULT_MAX_SOURCES
 from scaler.sources.bounded import DEFAULT_MAX_BODY_BYTES
 from scaler.sources.live import LiveSources
 
@@ -54,6 +55,8 @@ class Settings:
     max_source_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     http_header_timeout: float = DEFAULT_HEADER_TIMEOUT
     http_max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_sources: int = DEFAULT_MAX_SOURCES
+    max_scaledobjects: int = DEFAULT_MAX_SCALEDOBJECTS
     http_local_only: bool = False  # /metrics, /status and any page but the probes answer only loopback clients
     admission: Admission = field(default_factory=Admission)  # --namespaces, --allowed-sources, --connections-only
 
@@ -108,8 +111,11 @@ class Server:
             kubeconfig=settings.kubeconfig,
             kube_refresh_interval=settings.kube_refresh_interval,
             max_body_bytes=settings.max_source_body_bytes,
+            max_sources=settings.max_sources,
         )
-        self.engine = Engine(sources, self.metrics, admission=settings.admission)
+        self.engine = Engine(
+            sources, self.metrics, admission=settings.admission, max_scaledobjects=settings.max_scaledobjects
+        )
         self.health = health_aio.HealthServicer()
         self.grpc = grpc.aio.server(
             options=[

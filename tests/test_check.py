@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from scaler.triggers import PrefillTrigger, parse
+from tests.test_triggers import PREFILL_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "deploy" / "examples"
@@ -117,14 +118,7 @@ GPU_MEMORY_WARNING = (
     "metadata.metric: warning: {given}: engines that preallocate the KV cache (vLLM gpu-memory-utilization, SGLang "
     "mem-fraction-static, TensorRT-LLM) keep every decode pod near 0.95 whatever the load, above the threshold, so "
     "the HPA adds a replica after each start-up until maxReplicaCount ({max}) and keeps it there; use metric: "
-    "kv-cache with threshold 0.4 or less unless your engine allocates as it goes"
-)
-
-PREFILL_KEYS = (
-    "account, activationLagThreshold, burstMemory, consumer, lagThreshold, maxStaleness, meanPromptTokens, "
-    "natsConnection, "
-    "natsServer, natsServerMonitoringEndpoint, policy, prefillTokensPerSecond, promptTokensField, role, "
-    "startupDelay, stream, ttft, useHttps, window"
+    "seats (with maxNumSeqs), or kv-cache with threshold 0.4 or less unless your engine allocates as it goes"
 )
 
 
@@ -165,33 +159,17 @@ def trigger_lines(path: Path) -> dict[str, int]:
 # The examples are alternatives: dynamo-pd-scaledobjects-mtls.yaml replaces dynamo-pd-scaledobjects.yaml.
 PLAIN = sorted(p for p in EXAMPLES.glob("*.yaml") if "mtls" not in p.name)
 MTLS = sorted(p for p in EXAMPLES.glob("*.yaml") if p.name != "dynamo-pd-scaledobjects.yaml")
-# What check finds in them: exactly the decode triggers still at kv-cache 0.8, as (file, ScaledObject).
-EXAMPLE_WARNINGS = {
-    "plain": [
-        ("dynamo-pd-scaledobjects.yaml", "dynamo-pd-decoder"),
-        ("sglang-pd-scaledobjects.yaml", "sglang-pd-decode"),
-    ],
-    "mtls": [
-        ("dynamo-pd-scaledobjects-mtls.yaml", "dynamo-pd-decoder"),
-        ("sglang-pd-scaledobjects.yaml", "sglang-pd-decode"),
-    ],
-}
 
 
-@pytest.mark.parametrize(("files", "warned"), [(PLAIN, "plain"), (MTLS, "mtls")], ids=["plain", "mtls"])
-def test_the_shipped_examples_pass(files: list[Path], warned: str) -> None:
+@pytest.mark.parametrize("files", [PLAIN, MTLS], ids=["plain", "mtls"])
+def test_the_shipped_examples_pass(files: list[Path]) -> None:
+    """Not a warning: every shipped decode trigger uses seats, the recommended decode signal."""
     result = pd_scaler_check(*files)
     assert result.returncode == 0, result.stdout
-    expected = [
-        f"{EXAMPLES / file}:{trigger_lines(EXAMPLES / file)[name]}: ScaledObject default/{name} triggers[0]: "
-        + KV_WARNING.format(t="0.8")
-        for file, name in EXAMPLE_WARNINGS[warned]
-    ]
     scaled_objects = sum(len(trigger_lines(f)) for f in files if not f.name.endswith("-values.yaml"))
+    assert scaled_objects == 6
     assert result.stdout.splitlines() == [
-        *expected,
-        f"{len(files)} files, {scaled_objects} ScaledObjects, {scaled_objects} triggers checked: "
-        f"0 errors, {len(expected)} warnings",
+        f"{len(files)} files, {scaled_objects} ScaledObjects, {scaled_objects} triggers checked: 0 errors, 0 warnings"
     ]
 
 

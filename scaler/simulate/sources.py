@@ -11,15 +11,18 @@ import math
 from collections.abc import Callable
 
 from scaler import signals
+from scaler.errors import InvalidTrigger
 from scaler.kube import RolePods
 from scaler.metrics import Metrics
 from scaler.observations import ConsumerLag, PrefillHistory
+from scaler.simulate import exporters
 from scaler.simulate.cluster import Cluster
 from scaler.simulate.exporters import Scraper
 from scaler.simulate.profile import Profile
 from scaler.sources.base import LagSource, Source, SourcePool
 from scaler.sources.history import QueueHistory
-from scaler.triggers import ENGINES, MAX_HISTORY_S, METRICS, DecodeTrigger, PrefillTrigger
+from scaler.sources.pods import PodScrapeSource
+from scaler.triggers import ENGINES, MAX_HISTORY_S, METRICS, PrefillTrigger, TriggerSpec
 
 NAMESPACE = "sim"
 
@@ -93,10 +96,15 @@ def engine_series(scraper: Scraper, name: str) -> tuple[signals.Series, ...]:
 
 def _series_for(query: str, profile: Profile) -> Callable[[Scraper], tuple[signals.Series, ...]]:
     """How to answer `query` from the last scrape: the same series a real Prometheus would return for it."""
-    if query == signals.loads_query("vllm"):
-        names = (signals.RUNNING_NAMES["vllm"][0], signals.WAITING_NAMES["vllm"][0], signals.KV_CACHE_NAMES["vllm"][0])
+    loads = signals.union_query(
+        (signals.signal("decode", "seats", "vllm"), signals.signal("decode", "kv-cache", "vllm"))
+    )
+    if query == loads:  # the capacity policy's decode load: sequences held and KV-cache fill
+        names = (exporters.RUNNING, exporters.WAITING, exporters.KV_CACHE_USAGE)
         return lambda scraper: tuple(s for name in names for s in engine_series(scraper, name))
-    kinds = {signals.query(metric, engine): (metric, engine) for metric in METRICS for engine in ENGINES}
+    kinds = {
+        signals.query(metric, engine): (metric, engine) for metric in METRICS if metric != "seats" for engine in ENGINES
+    }
     if query not in kinds:
         raise ValueError(f"the simulator has no exporter for the query {query!r}")
     metric, engine = kinds[query]
@@ -180,17 +188,20 @@ class SimSources:
             ),
         )
 
-    def prometheus_source(self, spec: DecodeTrigger, query: str) -> SimPrometheusSource:
+    def prometheus_source(self, spec: TriggerSpec, query: str) -> SimPrometheusSource:
         return self.pool.get(
             ("prometheus", query),
             lambda: SimPrometheusSource(self.scraper, query, self.refresh_interval, self.metrics, self.clock),
         )
 
-    def role_source(self, namespace: str, scaledobject: str, spec: DecodeTrigger) -> SimRoleSource:
+    def role_source(self, namespace: str, scaledobject: str, spec: TriggerSpec) -> SimRoleSource:
         return self.pool.get(
             ("kubernetes", namespace, scaledobject),
             lambda: SimRoleSource(self.cluster, scaledobject, self.kube_refresh_interval, self.metrics, self.clock),
         )
+
+    def scrape_source(self, role: Source[RolePods], spec: TriggerSpec) -> PodScrapeSource:
+        raise InvalidTrigger("the simulator answers as Prometheus does: leave scrape at its default")
 
     async def close(self) -> None:
         await self.pool.close()

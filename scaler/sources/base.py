@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any, Generic, TypeVar
 
-from scaler.errors import NotFound, ScalerError, SourceUnavailable
+from scaler.errors import Exhausted, NotFound, ScalerError, SourceUnavailable
 from scaler.metrics import Metrics
 from scaler.observations import ConsumerLag, PrefillHistory
 from scaler.sources.bounded import describe
@@ -30,6 +30,8 @@ log = logging.getLogger("pd_scaler.sources")
 MIN_REFRESH_GAP = 0.005
 # A source's loop ends within one request timeout; shutdown waits no longer than this for it.
 STOP_TIMEOUT = 3.0
+# Live sources (background loops) per process: each distinct server, stream, query or pod list is one.
+DEFAULT_MAX_SOURCES = 256
 
 
 class Source(abc.ABC, Generic[T]):
@@ -55,16 +57,19 @@ class Source(abc.ABC, Generic[T]):
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
-        # Counters exist from the start, so rate() sees their first increment.
-        metrics.source_refreshes.labels(self.kind, name)
-        metrics.source_errors.labels(self.kind, name)
 
     @abc.abstractmethod
     async def fetch(self) -> T:
         """One measurement; raise ScalerError (NotFound, SourceUnavailable) for what the user should see."""
 
+    def open(self) -> None:
+        """Take what the source holds while it is in its pool (called as it joins, before `start`)."""
+        # Counters exist from the start, so rate() sees their first increment.
+        self.metrics.source_refreshes.labels(self.kind, self.name)
+        self.metrics.source_errors.labels(self.kind, self.name)
+
     async def close(self) -> None:
-        """Release what `fetch` opened."""
+        """Release what `open` and `fetch` took."""
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"source {self.name}")
@@ -181,30 +186,61 @@ class LagSource(Source[T]):
 
 
 class SourcePool:
-    """One running source per key; idle sources are stopped by `reap`.
+    """One running source per key, at most `max_sources` of them; idle sources are stopped by `reap`.
 
-    `background=False` starts no loops: the owner calls `Source.refresh()` itself (simulated time)."""
+    Sources are asked for inside `adding()` and join the pool together when it ends, so a caller that fails
+    half-way (or would pass the cap) leaves nothing running. `background=False` starts no loops: the owner calls
+    `Source.refresh()` itself (simulated time)."""
 
     def __init__(
-        self, metrics: Metrics, idle_timeout: float, clock: Clock = time.monotonic, background: bool = True
+        self,
+        metrics: Metrics,
+        idle_timeout: float,
+        clock: Clock = time.monotonic,
+        background: bool = True,
+        max_sources: int = DEFAULT_MAX_SOURCES,
     ) -> None:
         self.metrics = metrics
         self.idle_timeout = idle_timeout
         self.clock = clock
         self.background = background
+        self.max_sources = max_sources
         self.generation = 0  # bumped whenever a source is removed, so holders of sources know to look again
         self._sources: dict[Hashable, Source[Any]] = {}
+        self._new: dict[Hashable, Source[Any]] | None = None  # asked for in the current `adding()`
         metrics.watch_sources(self)
 
     def get(self, key: Hashable, factory: Callable[[], S]) -> S:
-        source = self._sources.get(key)
+        """The pool's source for `key`, or a new one from `factory` that joins when `adding()` ends."""
+        if self._new is None:
+            raise RuntimeError("SourcePool.get outside SourcePool.adding()")
+        source = self._sources.get(key) or self._new.get(key)
         if source is None:
-            source = factory()
-            if self.background:
-                source.start()
-            self._sources[key] = source
-            log.info("source started", extra={"fields": {"source": source.name}})
+            source = self._new[key] = factory()
         return source  # type: ignore[return-value]
+
+    @contextlib.contextmanager
+    def adding(self) -> Iterator[None]:
+        """The new sources asked for inside start together when the block ends, if the cap admits them all;
+        if the block raises, or the cap is reached (Exhausted, naming it), none of them starts."""
+        self._new = {}
+        try:
+            yield
+            new = self._new
+            if new and len(self._sources) + len(new) > self.max_sources:
+                names = ", ".join(source.name for source in new.values())
+                raise Exhausted(
+                    f"{len(self._sources)} sources are running, the most --max-sources ({self.max_sources}) "
+                    f"allows; not starting {names}"
+                )
+            for key, source in new.items():
+                self._sources[key] = source
+                source.open()
+                if self.background:
+                    source.start()
+                log.info("source started", extra={"fields": {"source": source.name}})
+        finally:
+            self._new = None
 
     def __iter__(self) -> Iterator[Source[Any]]:
         return iter(list(self._sources.values()))

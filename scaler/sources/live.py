@@ -1,4 +1,5 @@
-"""The production source provider: NATS (JetStream API or /jsz), Prometheus, and the Kubernetes API."""
+"""The production source provider: NATS (JetStream API or /jsz), Prometheus, the role's pods' /metrics, and the
+Kubernetes API."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ from typing import Any
 from kubernetes.client import ApiClient
 
 from scaler.connections import Connections, NatsProfile, PrometheusProfile
-from scaler.kube import RoleSource, load_api_client
+from scaler.kube import RolePods, RoleSource, load_api_client
 from scaler.metrics import Metrics
 from scaler.sources import bounded
-from scaler.sources.base import Clock, LagSource, SourcePool
+from scaler.sources.base import DEFAULT_MAX_SOURCES, Clock, LagSource, Source, SourcePool
 from scaler.sources.jsz import JszSource
 from scaler.sources.nats import JetStreamLagSource, NatsConnections
+from scaler.sources.pods import PodScrapeSource
 from scaler.sources.prometheus import PrometheusSource
-from scaler.triggers import MAX_HISTORY_S, DecodeTrigger, PrefillTrigger
+from scaler.triggers import MAX_HISTORY_S, PrefillTrigger, TriggerSpec
 
 
 class LiveSources:
@@ -30,6 +32,7 @@ class LiveSources:
         kube_refresh_interval: float = 5.0,
         clock: Clock = time.monotonic,
         max_body_bytes: int = bounded.DEFAULT_MAX_BODY_BYTES,
+        max_sources: int = DEFAULT_MAX_SOURCES,
     ) -> None:
         self.connections = connections
         self.max_body_bytes = max_body_bytes  # every HTTP answer read from a source
@@ -38,7 +41,7 @@ class LiveSources:
         self.kubeconfig = kubeconfig
         self.kube_refresh_interval = kube_refresh_interval
         self.clock = clock
-        self.pool = SourcePool(metrics, idle_timeout, clock)
+        self.pool = SourcePool(metrics, idle_timeout, clock, max_sources=max_sources)
         self.nats = NatsConnections(metrics)
         self._kube: ApiClient | None = None
 
@@ -59,8 +62,10 @@ class LiveSources:
         return self.pool.get(
             ("nats", conn_key, spec.stream, spec.consumer, spec.prompt_tokens_field, spec.mean_prompt_tokens),
             lambda: JetStreamLagSource(
-                self.nats.acquire(conn_key, label, profile or NatsProfile.model_validate({"servers": servers})),
                 self.nats,
+                conn_key,
+                label,
+                profile or NatsProfile.model_validate({"servers": servers}),
                 spec.stream,
                 spec.consumer,
                 self.refresh_interval,
@@ -72,7 +77,7 @@ class LiveSources:
             ),
         )
 
-    def prometheus_source(self, spec: DecodeTrigger, query: str) -> PrometheusSource:
+    def prometheus_source(self, spec: TriggerSpec, query: str) -> PrometheusSource:
         if spec.prometheus_connection is not None:
             label, profile = spec.prometheus_connection, self.connections.prometheus_profile(spec.prometheus_connection)
         else:
@@ -91,7 +96,7 @@ class LiveSources:
             ),
         )
 
-    def role_source(self, namespace: str, scaledobject: str, spec: DecodeTrigger) -> RoleSource:
+    def role_source(self, namespace: str, scaledobject: str, spec: TriggerSpec) -> RoleSource:
         if self._kube is None:
             self._kube = load_api_client(self.kubeconfig)
         api = self._kube
@@ -102,6 +107,17 @@ class LiveSources:
             lambda: RoleSource(
                 api, namespace, owner, self.kube_refresh_interval, self.metrics, self.clock,
                 pod_selector=spec.pod_selector,
+            ),
+        )  # fmt: skip
+
+    def scrape_source(self, role: Source[RolePods], spec: TriggerSpec) -> PodScrapeSource:
+        # One scraper per pod set (named by its role source) and port/path, whatever reads it.
+        port, path = spec.port, spec.metrics_path
+        return self.pool.get(
+            ("pods", role.name, port, path),
+            lambda: PodScrapeSource(
+                role, port, path, self.refresh_interval, self.metrics, self.clock,
+                role_max_age=max(spec.max_staleness, 3 * role.interval), max_bytes=self.max_body_bytes,
             ),
         )  # fmt: skip
 

@@ -129,6 +129,7 @@ class NatsConnections:
         if conn.users == 0:
             self._conns = {k: c for k, c in self._conns.items() if c is not conn}
             await conn.close()
+            self.metrics.forget_connection(conn.label)
 
 
 class JetStreamLagSource(LagSource[ConsumerLag]):
@@ -138,10 +139,14 @@ class JetStreamLagSource(LagSource[ConsumerLag]):
 
     kind = "nats"
 
+    conn: NatsConnection  # the shared connection, taken in `open`
+
     def __init__(
         self,
-        conn: NatsConnection,
         conns: NatsConnections,
+        conn_key: Hashable,
+        label: str,
+        profile: NatsProfile,
         stream: str,
         consumer: str,
         interval: float,
@@ -151,11 +156,16 @@ class JetStreamLagSource(LagSource[ConsumerLag]):
         mean_prompt_tokens: float = 1000.0,
         history_span: float = 0.0,
     ) -> None:
-        super().__init__(f"nats {conn.label} stream={stream} consumer={consumer}", interval, metrics, clock)
-        self.conn, self.conns, self.stream, self.consumer = conn, conns, stream, consumer
+        super().__init__(f"nats {label} stream={stream} consumer={consumer}", interval, metrics, clock)
+        self.conns, self.stream, self.consumer = conns, stream, consumer
+        self._connection = (conn_key, label, profile)
         self.tokens_field = tokens_field
         self.queue = QueueHistory(history_span, mean_prompt_tokens)
         self._arrivals: list[Subscription] = []
+
+    def open(self) -> None:
+        super().open()
+        self.conn = self.conns.acquire(*self._connection)
 
     async def fetch(self) -> ConsumerLag:
         nc = await self.conn.client()
