@@ -4,7 +4,7 @@ For each size: saturation (closed loop, concurrency 8, from a separate process) 
 handler of the same stack measured in the same run; at 1,000 ScaledObjects also KEDA's real pace (each polled
 every 30 s and queried by the HPA every 15 s, three calls each: ~300 calls/s); resident memory at each size.
 
-    python bench/grpc_load.py [--seconds 5]
+    python bench/grpc_load.py [--seconds 5] [--policy capacity|threshold]
 """
 
 from __future__ import annotations
@@ -40,12 +40,19 @@ async def prepare(url: str) -> None:
 def main() -> None:
     args = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     args.add_argument("--seconds", type=float, default=5.0, help="length of each measurement")
-    seconds = args.parse_args().seconds
+    args.add_argument(
+        "--policy",
+        choices=("capacity", "threshold"),
+        default="capacity",
+        help="the triggers' policy (default capacity)",
+    )
+    parsed = args.parse_args()
+    seconds = parsed.seconds
     with tempfile.TemporaryDirectory() as tmp:
         nats_server = NatsServer(Path(tmp))
         nats_server.start()
         asyncio.run(prepare(nats_server.url))
-        metadata = {"role": "prefill", "natsServer": nats_server.url}
+        metadata = {"role": "prefill", "natsServer": nats_server.url, "policy": parsed.policy}
         empty, scaler = Served(empty=True), Served()
         try:
             grpc.channel_ready_future(grpc.insecure_channel(empty.address)).result(timeout=10)
