@@ -15,41 +15,38 @@ K = TypeVar("K", bound=Hashable)
 
 
 class Targets(Generic[K]):
-    """Latest target per key, at most `limit` keys (the least recently changed are forgotten first)."""
+    """Latest target per key, at most `limit` keys (the least recently changed are forgotten first).
+
+    One wake-up for all watchers: targets change seldom, and a watcher whose target did not change sends nothing,
+    so no per-key state outlives the keys."""
 
     def __init__(self, limit: int = 10_000) -> None:
         self.limit = limit
         self._targets: OrderedDict[K, float] = OrderedDict()
-        self._changed: dict[K, asyncio.Event] = {}
+        self._changed = asyncio.Event()  # replaced on every change; watchers hold the old one
 
     def get(self, key: K, default: float) -> float:
         return self._targets.get(key, default)
 
     def set(self, key: K, target: float) -> None:
-        """Record `target`; wake the watchers of `key` when it differs from the last one."""
+        """Record `target`; wake the watchers when it differs from the last one."""
         if self._targets.get(key) == target:
             return
         self._targets[key] = target
         self._targets.move_to_end(key)
         while len(self._targets) > self.limit:
-            self._drop(next(iter(self._targets)))
-        changed = self._changed.pop(key, None)
-        if changed is not None:
-            changed.set()
+            del self._targets[next(iter(self._targets))]
+        self._publish()
 
-    async def changed(self, key: K) -> None:
-        """Returns after the next change of `key`'s target."""
-        event = self._changed.get(key)
-        if event is None:
-            event = self._changed[key] = asyncio.Event()
-        await event.wait()
+    async def changed(self) -> None:
+        """Returns after the next change of any target."""
+        await self._changed.wait()
 
     def forget_where(self, predicate: Callable[[K], bool]) -> None:
         for key in [k for k in self._targets if predicate(k)]:
-            self._drop(key)
+            del self._targets[key]
+        self._publish()  # a watcher looks again and finds the trigger's own target
 
-    def _drop(self, key: K) -> None:
-        del self._targets[key]
-        changed = self._changed.pop(key, None)
-        if changed is not None:
-            changed.set()  # a watcher looks again and finds the trigger's own target
+    def _publish(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()

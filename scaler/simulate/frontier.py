@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import math
 import multiprocessing
@@ -25,7 +26,6 @@ from typing import Any
 from scaler.errors import InvalidTrigger
 from scaler.simulate import cli
 from scaler.simulate import trace as traces
-from scaler.simulate.autoscaling import ScaledObjectSpec
 from scaler.simulate.deployment import Deployment
 from scaler.simulate.policies import REGISTRY, Settings, parse_policy
 from scaler.simulate.report import Aggregate, Stat, Summary, aggregate, difference, json_policies, summarize
@@ -185,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
         aggregates = {a.policy: a for a in aggregate(by_workload[w])}
         fronts = {k: pareto([aggregates[n] for n in variants[w][k]]) for k in kinds}
         oracle = aggregates[ORACLE]
-        print(f"\n## {w.label} (maxReplicaCount {_max_replicas(args, w.scale)} per role)")
+        most = _max_replicas(args, w.scale)
+        print(f"\n## {w.label} (maxReplicaCount {most[0]} prefill, {most[1]} decode)")
         rows = [("policy", "SLO met", "GPU-h", "on front")]
         for k in [*kinds, ORACLE]:
             for n in variants[w][k]:
@@ -248,14 +249,8 @@ def _max_replicas(args: argparse.Namespace, scale: float) -> tuple[int, int]:
 
 def _scaled(settings: Settings, args: argparse.Namespace, scale: float) -> Settings:
     prefill, decode = _max_replicas(args, scale)
-    return Settings(
-        **{
-            **settings.__dict__,
-            "prefill": _with_max(settings.prefill, prefill),
-            "decode": _with_max(settings.decode, decode),
-        }
+    return dataclasses.replace(
+        settings,
+        prefill=dataclasses.replace(settings.prefill, max_replicas=prefill),
+        decode=dataclasses.replace(settings.decode, max_replicas=decode),
     )
-
-
-def _with_max(spec: ScaledObjectSpec, most: int) -> ScaledObjectSpec:
-    return ScaledObjectSpec(**{**spec.__dict__, "max_replicas": most})

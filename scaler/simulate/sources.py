@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable
 
 from scaler import signals
+from scaler.errors import InvalidTrigger
 from scaler.kube import RolePods
 from scaler.metrics import Metrics
 from scaler.observations import ConsumerLag
@@ -18,7 +19,8 @@ from scaler.simulate.cluster import Cluster
 from scaler.simulate.exporters import Scraper
 from scaler.simulate.profile import Profile
 from scaler.sources.base import LagSource, Source, SourcePool
-from scaler.triggers import ENGINES, METRICS, DecodeTrigger, PrefillTrigger
+from scaler.sources.pods import PodScrapeSource
+from scaler.triggers import ENGINES, METRICS, PrefillTrigger, TriggerSpec
 
 NAMESPACE = "sim"
 
@@ -75,7 +77,9 @@ def engine_series(scraper: Scraper, name: str) -> tuple[signals.Series, ...]:
 
 def _series_for(query: str, profile: Profile) -> Callable[[Scraper], tuple[signals.Series, ...]]:
     """How to answer `query` from the last scrape: the same series a real Prometheus would return for it."""
-    kinds = {signals.query(metric, engine): (metric, engine) for metric in METRICS for engine in ENGINES}
+    kinds = {
+        signals.query(metric, engine): (metric, engine) for metric in METRICS if metric != "seats" for engine in ENGINES
+    }
     if query not in kinds:
         raise ValueError(f"the simulator has no exporter for the query {query!r}")
     metric, engine = kinds[query]
@@ -157,17 +161,20 @@ class SimSources:
             lambda: SimLagSource(self.cluster, name, self.refresh_interval, self.metrics, self.clock),
         )
 
-    def prometheus_source(self, spec: DecodeTrigger, query: str) -> SimPrometheusSource:
+    def prometheus_source(self, spec: TriggerSpec, query: str) -> SimPrometheusSource:
         return self.pool.get(
             ("prometheus", query),
             lambda: SimPrometheusSource(self.scraper, query, self.refresh_interval, self.metrics, self.clock),
         )
 
-    def role_source(self, namespace: str, scaledobject: str, spec: DecodeTrigger) -> SimRoleSource:
+    def role_source(self, namespace: str, scaledobject: str, spec: TriggerSpec) -> SimRoleSource:
         return self.pool.get(
             ("kubernetes", namespace, scaledobject),
             lambda: SimRoleSource(self.cluster, scaledobject, self.kube_refresh_interval, self.metrics, self.clock),
         )
+
+    def scrape_source(self, role: Source[RolePods], spec: TriggerSpec) -> PodScrapeSource:
+        raise InvalidTrigger("the simulator answers as Prometheus does: leave scrape at its default")
 
     async def close(self) -> None:
         await self.pool.close()
