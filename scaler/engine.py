@@ -257,7 +257,7 @@ class Engine:
         answer = (decision.value, decision.target, decision.active, decision.unmeasured)
         if answer != seen.answer:  # KEDA asks again and again; the gauges change far less often
             seen.answer = answer
-            gauges = self.metrics.scaledobject(*labels, ev.spec.reads_pods)
+            gauges = self.metrics.scaledobject(*labels, reads_pods=ev.spec.reads_pods)
             gauges.value.set(decision.value)
             gauges.target.set(decision.target)
             gauges.active.set(1.0 if decision.active else 0.0)

@@ -292,6 +292,13 @@ def test_each_mistake_is_reported_with_file_line_and_key(tmp_path: Path) -> None
         f"'{tmp_path / 'missing.yaml'}'",
         "2 files, 4 ScaledObjects, 5 triggers checked: 6 errors, 3 warnings",
     ]
+    # The same manifest on stdin: the same findings, named <stdin>.
+    from_stdin = pd_scaler_check("-", stdin=BROKEN)
+    assert from_stdin.returncode == 1
+    assert from_stdin.stdout.splitlines() == [
+        *(line.replace(f, "<stdin>") for line in result.stdout.splitlines()[:-2]),
+        "1 files, 4 ScaledObjects, 5 triggers checked: 5 errors, 3 warnings",
+    ]
 
 
 DECODE = """\
@@ -326,14 +333,19 @@ spec:
     ],
     ids=["gpu-memory-default", "gpu-memory", "kv-cache-default", "kv-cache-0.6", "kv-cache-0.4", "gpu-util"],
 )
+@pytest.mark.parametrize("via", ["file", "stdin"])
 def test_decode_signals_that_do_not_follow_load_are_warned_about(
-    tmp_path: Path, extra: str, max_replicas: str, expected: str | None
+    tmp_path: Path, extra: str, max_replicas: str, expected: str | None, via: str
 ) -> None:
     text = DECODE.format(name="decode", max=max_replicas, extra=extra)
-    result = pd_scaler_check("-", stdin=text)
+    if via == "file":
+        path = write(tmp_path, "decode.yaml", text)
+        result, shown = pd_scaler_check(path), str(path)
+    else:
+        result, shown = pd_scaler_check("-", stdin=text), "<stdin>"
     assert result.returncode == 0
     trigger = line_of(text, "- type: external")
-    findings = [f"<stdin>:{trigger}: ScaledObject llm/decode triggers[0]: {expected}"] if expected else []
+    findings = [f"{shown}:{trigger}: ScaledObject llm/decode triggers[0]: {expected}"] if expected else []
     assert result.stdout.splitlines() == [
         *findings,
         f"1 files, 1 ScaledObjects, 1 triggers checked: 0 errors, {len(findings)} warnings",
