@@ -16,11 +16,15 @@ from scaler.engine import Ref
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.server import Server
+from scaler.simulate.cluster import DECODE, PREFILL, Cluster
+from scaler.simulate.policies import Settings, parse_policy, pd_scaler_metadata
+from scaler.simulate.trace import Request
 from tests import kubeapi
 from tests.conftest import eventually
 from tests.exporters import ENGINE_PODS, NAMESPACE, EngineCluster, engine_cluster
 from tests.servers import PrometheusServer
 from tests.test_prefill import scrape
+from tests.test_simulate_policies import PROFILE, decide, engine_over
 
 VLLM_PREFILL, VLLM_DECODE = "app=vllm,role=prefill", "app=vllm,role=decode"
 SGLANG_PREFILL, SGLANG_DECODE = "app=sglang,role=prefill", "app=sglang,role=decode"
@@ -290,3 +294,37 @@ async def test_scaled_objects_on_one_pod_set_share_one_scraper(
         assert await value(stub, ref(seats, name=f"seats-{i}")) == 0.6640625
     assert await value(stub, ref(kv, name="kv")) == 0.75
     assert (await scrape(server))[("pd_scaler_sources", (("kind", "pods"),))] == 1.0
+
+
+async def test_the_simulator_drives_the_engine_signals_from_its_model() -> None:
+    """`simulate` reads the new prefill and decode metrics through the real engine: the model's waiting and
+    running counts, exported as vLLM and Dynamo's frontend name them."""
+    cluster = Cluster([Request(0.0, 1000 + i, 50) for i in range(40)], PROFILE, startup=60.0)
+    cluster.preload(2, 2)
+    cluster.advance(1.0)
+    cluster.decode_tick(1.0, 0.05)
+    engine, sources, _ = await engine_over(cluster)
+    settings = Settings(prefill_metadata={"metric": "engine-queue", "threshold": "4"})
+    metadata = pd_scaler_metadata(parse_policy("pd-scaler:seats@0.8"), settings, max_num_seqs=256)
+    assert metadata[DECODE]["maxNumSeqs"] == "256"
+    assert "natsServer" not in metadata[PREFILL]
+
+    queue = await decide(engine, metadata[PREFILL])
+    assert (queue.value, queue.target, queue.unmeasured) == (float(len(cluster.prefill_queue)), 4.0, 0)
+    assert queue.value > 0
+
+    tokens = await decide(
+        engine,
+        {"role": "prefill", "metric": "prefill-tokens", "threshold": "8192", "prometheusAddress": "http://sim:9090"},
+    )
+    busy = [p.busy.prompt for p in cluster.prefill if p.busy is not None]
+    assert tokens.value == sum(r.prompt for r in cluster.prefill_queue) + sum(busy)
+    assert busy
+
+    seats = await decide(engine, metadata[DECODE])
+    ready = [d for d in cluster.decode if d.ready_at <= cluster.now]
+    sequences = sum(d.running + d.n_waiting + d.remote for d in ready)  # running (incl. recomputing) + waiting
+    assert seats.value == pytest.approx(sequences / 256)
+    assert sequences > 0  # requests routed to decode wait there for their prefill (vLLM counts them waiting)
+    assert (seats.target, seats.unmeasured) == (0.8, 0)
+    await sources.close()

@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from scaler.simulate.simulation import Config
 
 PD_SCALER_PREFILL = {"role": "prefill", "natsServer": "nats://sim:4222", "lagThreshold": "5"}
+# With --prefill-metadata metric=engine-queue or prefill-tokens: the engines' or Dynamo's router's counts instead.
+PD_SCALER_PREFILL_SIGNAL = {"role": "prefill", "prometheusAddress": "http://sim:9090"}
 PD_SCALER_DECODE = {"role": "decode", "prometheusAddress": "http://sim:9090", "threshold": "0.8"}
 LAG = "lag"  # pd-scaler:lag, the threshold policy with its default decode metric
 CAPACITY_PREFILL = {"role": "prefill", "natsServer": "nats://sim:4222", "policy": "capacity"}
@@ -58,8 +60,13 @@ CAPACITY_DECODE = {
 DECODE_CONTEXT = 2048
 KEDA_LAG_THRESHOLD = 5.0  # the ACK guide's lagThreshold
 KEDA_MEMORY_THRESHOLD = 0.8
-_PREFILL_KEYS = frozenset(f.alias or n for n, f in PrefillTrigger.model_fields.items()) - {"role", "maxStaleness"}
-_DECODE_KEYS = frozenset(f.alias or n for n, f in DecodeTrigger.model_fields.items()) - {"role", "maxStaleness"}
+# `+key=value` options go to the prefill trigger for keys only it has; keys both have (metric, threshold, ...)
+# go to decode, as before prefill had engine metrics (the prefill ones are set with --prefill-metadata).
+_PREFILL_KEYS = frozenset(f.alias or n for n, f in PrefillTrigger.model_fields.items()) - frozenset(
+    f.alias or n for n, f in DecodeTrigger.model_fields.items()
+)
+_PREFILL_FIELDS = frozenset(f.alias or n for n, f in PrefillTrigger.model_fields.items())
+_DECODE_FIELDS = frozenset(f.alias or n for n, f in DecodeTrigger.model_fields.items())
 
 
 @dataclass(frozen=True)
@@ -280,24 +287,29 @@ def capacity_metadata(deployment: Deployment, settings: Settings) -> dict[str, d
 
 
 def pd_scaler_metadata(
-    policy: Policy, settings: Settings, deployment: Deployment | None = None
+    policy: Policy, settings: Settings, max_num_seqs: int = 256, deployment: Deployment | None = None
 ) -> dict[str, dict[str, str]]:
-    """The two triggers' metadata as in the ScaledObjects, checked by the real schema (InvalidTrigger if wrong)."""
+    """The two triggers' metadata as in the ScaledObjects, checked by the real schema (InvalidTrigger if wrong).
+    `max_num_seqs`: the modelled engine's, which a `seats` trigger repeats as its users would; `deployment`: where
+    the capacity policy's knobs come from."""
     if policy.capacity:
         knobs = capacity_metadata(deployment, settings) if deployment else {PREFILL: {}, DECODE: {}}
         prefill = {**CAPACITY_PREFILL, **knobs[PREFILL], **settings.prefill_metadata}
         decode = {**CAPACITY_DECODE, **knobs[DECODE], **settings.decode_metadata}
         for key, value in policy.options:
-            if key in _DECODE_KEYS:
+            if key in _DECODE_FIELDS:
                 decode[key] = value
-            if key in _PREFILL_KEYS or key not in _DECODE_KEYS:  # an unknown key gets the prefill schema's error
+            if key in _PREFILL_FIELDS or key not in _DECODE_FIELDS:  # an unknown key gets the prefill schema's error
                 prefill[key] = value
         for metadata in (prefill, decode):
             parse(metadata)
         return {PREFILL: prefill, DECODE: decode}
-    prefill = {**PD_SCALER_PREFILL, **settings.prefill_metadata}
+    queue_lag = settings.prefill_metadata.get("metric", "queue-lag") == "queue-lag"
+    prefill = {**(PD_SCALER_PREFILL if queue_lag else PD_SCALER_PREFILL_SIGNAL), **settings.prefill_metadata}
     metric = settings.decode_metadata.get("metric", policy.decode_metric)
-    decode = {**PD_SCALER_DECODE, "metric": metric, **({"engine": "vllm"} if metric == "kv-cache" else {})}
+    engine = {"engine": "vllm"} if metric in ("kv-cache", "seats") else {}
+    seats = {"maxNumSeqs": str(max_num_seqs)} if metric == "seats" else {}
+    decode = {**PD_SCALER_DECODE, "metric": metric, **engine, **seats}
     decode |= settings.decode_metadata
     if policy.decode_threshold is not None:
         decode["threshold"] = policy.decode_threshold
@@ -454,7 +466,7 @@ class PdScalerController(KedaController):
 
     def __init__(self, policy: Policy, ctx: Context) -> None:
         cluster, settings = ctx.cluster, ctx.settings
-        metadata = pd_scaler_metadata(policy, settings, ctx.deployment)
+        metadata = pd_scaler_metadata(policy, settings, cluster.profile.max_num_seqs, ctx.deployment)
         self.sources = SimSources(
             cluster, ctx.scraper, Metrics(), ctx.clock, settings.refresh_interval, settings.kube_refresh_interval
         )
