@@ -81,7 +81,7 @@ def test_pd_scaler_triggers_are_checked_by_the_real_schema() -> None:
 
 def test_pd_scaler_is_the_capacity_policy_with_knobs_from_the_deployment() -> None:
     deployment = load_deployment("ack-dynamo-guide")
-    metadata = pd_scaler_metadata(parse_policy("pd-scaler+ttft=2s"), Settings(), deployment)
+    metadata = pd_scaler_metadata(parse_policy("pd-scaler+ttft=2s"), Settings(), deployment=deployment)
     profile = deployment.profile
     # One replica prefills a 2,048-token chunk in the profile's time; 164 sequences step within 50 ms at 2k context.
     assert metadata[PREFILL] == {
