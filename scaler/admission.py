@@ -14,7 +14,7 @@ from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
 from scaler.errors import Forbidden, InvalidTrigger
-from scaler.triggers import DecodeTrigger, PrefillTrigger, TriggerSpec
+from scaler.triggers import PrefillTrigger, TriggerSpec
 
 _DEFAULT_PORTS = {"nats": 4222, "tls": 4222, "http": 80, "https": 443}
 _LISTED = 200  # characters of a flag's value repeated in a message
@@ -62,7 +62,7 @@ def _addresses(spec: TriggerSpec) -> Iterator[tuple[str, str, str | None]]:
             yield "natsServer", origin(server), "natsConnection"
         if spec.nats_server_monitoring_endpoint is not None:
             yield "natsServerMonitoringEndpoint", origin(spec.jsz_url), None
-    elif isinstance(spec, DecodeTrigger) and spec.prometheus_address is not None:
+    if spec.prometheus_address is not None:  # decode, and prefill on engine or router metrics
         yield "prometheusAddress", origin(spec.prometheus_address), "prometheusConnection"
 
 

@@ -34,6 +34,7 @@ _ROLE_SUFFIXES = {"prefill": ("-prefill",), "decode": ("-decode", "-decoder")}
 # New requests queue for a seat from there on, so a kv-cache threshold above it is never reached.
 KV_FILL_AT_SEAT_SATURATION = 0.45
 KV_THRESHOLD_ADVICE = 0.4
+PREFILL_QUEUE_ADVICE = "4"  # waiting requests per prefill replica, as the SGLang example
 _DEFAULT_METRIC = DecodeTrigger.model_fields["metric"].default
 _DEFAULT_THRESHOLD = DecodeTrigger.model_fields["threshold"].default
 _KEDA_MAX_REPLICAS = 100  # KEDA's default maxReplicaCount
@@ -187,7 +188,7 @@ def _check_trigger(
     if role not in ROLES:
         return
     yield from _check_target(target, role, metadata)
-    yield from _check_scale_to_zero(kind, role, spec.get("minReplicaCount", 0) == 0)  # KEDA's default is 0
+    yield from _check_scale_to_zero(kind, role, metadata, spec.get("minReplicaCount", 0) == 0)  # KEDA's default: 0
     if role == "decode":
         yield from _check_decode_signal(metadata, spec.get("maxReplicaCount", _KEDA_MAX_REPLICAS))
 
@@ -195,11 +196,11 @@ def _check_trigger(
 def _check_target(target: Mapping[str, Any], role: str, metadata: Mapping[str, str]) -> Iterator[Problem]:
     kind = target.get("kind", "Deployment")
     if kind != ADAPTER_KIND:
-        if role == "decode" and "podSelector" not in metadata:
+        if _reads_pods(role, metadata) and "podSelector" not in metadata:
             yield Problem(
                 "spec.scaleTargetRef.kind",
                 "error",
-                f"decode finds its pods through a {ADAPTER_KIND}; with a {kind} target set metadata.podSelector",
+                f"{role} finds its pods through a {ADAPTER_KIND}; with a {kind} target set metadata.podSelector",
             )
         else:
             yield Problem(
@@ -221,16 +222,27 @@ def _check_target(target: Mapping[str, Any], role: str, metadata: Mapping[str, s
             )
 
 
-def _check_scale_to_zero(kind: object, role: str, can_scale_to_zero: bool) -> Iterator[Problem]:
+def _reads_pods(role: str, metadata: Mapping[str, str]) -> bool:
+    """The trigger measures the role's running pods (everything but the JetStream lag and the Dynamo frontend's
+    counts read through Prometheus); read from the raw metadata, which may be invalid."""
+    if role == "decode":
+        return True
+    metric = metadata.get("metric", "queue-lag")
+    return metric != "queue-lag" and not (metric == "prefill-tokens" and metadata.get("scrape") != "pods")
+
+
+def _check_scale_to_zero(
+    kind: object, role: str, metadata: Mapping[str, str], can_scale_to_zero: bool
+) -> Iterator[Problem]:
     if not can_scale_to_zero:
         return
-    if role == "decode":
+    if _reads_pods(role, metadata):
         yield Problem(
             "spec.minReplicaCount",
             "warning",
             (
-                "decode measures its running pods: at 0 replicas there is nothing to measure and nothing wakes "
-                "the role; set minReplicaCount to 1 or more"
+                f"{role} measures its running pods: at 0 replicas there is nothing to measure and nothing "
+                "wakes the role; set minReplicaCount to 1 or more"
             ),
         )
     elif kind == "external":
@@ -245,7 +257,7 @@ def _check_scale_to_zero(kind: object, role: str, can_scale_to_zero: bool) -> It
 
 
 def _recommended_decode() -> str:
-    return f"metric: kv-cache with threshold {KV_THRESHOLD_ADVICE:g} or less"
+    return "metric: seats, with maxNumSeqs the engine's sequence limit (vLLM --max-num-seqs, 256 by default)"
 
 
 def _check_decode_signal(metadata: Mapping[str, str], max_replicas: object) -> Iterator[Problem]:
@@ -276,7 +288,8 @@ def _check_decode_signal(metadata: Mapping[str, str], max_replicas: object) -> I
                     f"with its 256 seats (vLLM's max_num_seqs) taken it shows about {KV_FILL_AT_SEAT_SATURATION:g} "
                     "KV-cache fill (the simulator's default profile, qwen3-32b-h200-tp2, on the bundled Azure "
                     "conversation trace; docs/simulate.md), and new requests queue for a seat without the fill "
-                    f"rising, so the role never scales; use a threshold of {KV_THRESHOLD_ADVICE:g} or less"
+                    f"rising, so the role never scales; use {_recommended_decode()}, or a kv-cache threshold of "
+                    f"{KV_THRESHOLD_ADVICE:g} or less"
                 ),
             )
 
@@ -286,21 +299,21 @@ def _builtin(trigger: Mapping[str, Any], kind: str, adapter: str, namespace: str
     given = {str(k): str(v) for k, v in _mapping(trigger.get("metadata")).items()}
     role = "prefill" if kind == "nats-jetstream" else _role_of(adapter)
     metadata: dict[str, str] = {"scalerAddress": SCALER_ADDRESS, "role": role}
-    if role == "prefill" and kind == "nats-jetstream":
+    if kind == "nats-jetstream":
         # pd-scaler reads /jsz as the built-in does: the built-in's keys carry over unchanged.
         accepted = {f.alias or n for n, f in PrefillTrigger.model_fields.items()} - {"role"}
         metadata.update({k: v for k, v in given.items() if k in accepted})
         dropped = sorted(set(given) - accepted)
-    elif role == "prefill":
-        metadata["natsServer"] = f"nats://nats.{namespace}.svc.cluster.local:4222"
-        dropped = sorted(given)
     else:
+        # The built-in read Prometheus: so does the pd-scaler trigger, with the engine signal recommended for the
+        # role, the engine told by the query's metric names (sglang:* or sglang_*, else vLLM's).
         query = given.get("query", "")
-        # Whose metrics the query reads, by their names' prefixes (REFERENCE: sglang:*, dynamo_component_*).
-        engine = "sglang" if re.search(r"sglang[:_]", query) else "dynamo" if "dynamo_component_" in query else "vllm"
-        address = given.get("serverAddress", "http://prometheus-operated.monitoring.svc:9090")
-        advice = {"metric": "kv-cache", "engine": engine, "threshold": f"{KV_THRESHOLD_ADVICE:g}"}
-        metadata.update({"prometheusAddress": address, **advice})
+        metadata["prometheusAddress"] = given.get("serverAddress", "http://prometheus-operated.monitoring.svc:9090")
+        metadata["metric"] = "engine-queue" if role == "prefill" else "seats"
+        metadata["engine"] = "sglang" if re.search(r"sglang[:_]", query) else "vllm"
+        if role == "decode":
+            metadata["maxNumSeqs"] = "256"  # vLLM's default; neither engine exports its limit
+        metadata["threshold"] = PREFILL_QUEUE_ADVICE if role == "prefill" else f"{_DEFAULT_THRESHOLD:g}"
         dropped = sorted(set(given) - {"serverAddress"})
     converted: dict[str, Any] = {"type": "external-push" if role == "prefill" else "external", "metadata": metadata}
     if "name" in trigger:
@@ -311,6 +324,8 @@ def _builtin(trigger: Mapping[str, Any], kind: str, adapter: str, namespace: str
     )
     if dropped:
         message += f" (no counterpart for {', '.join(dropped)})"
+    if metadata.get("metric") == "seats":
+        message += "; maxNumSeqs is vLLM's default: set your engine's sequence limit"
     return Problem("type", "warning", message, _as_list_item(converted, trigger))
 
 

@@ -24,6 +24,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 import nats
@@ -113,8 +114,6 @@ class NatsProcess:
     """`nats-server -js` on loopback with a temporary store, as the tests run it."""
 
     def __init__(self, workdir: Path) -> None:
-        if shutil.which("nats-server") is None:
-            raise DemoError("nats-server is not installed (`make servers` installs it)")
         self.port = _free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self.log = workdir / "nats-server.log"
@@ -193,11 +192,14 @@ class Demo:
             self.loop.add_signal_handler(sig, stop.set)
         data = importlib.resources.files("scaler.simulate") / "data" / TRACE
         trace = scale_load(parse_azure(data.read_text()), args.load)
+        if shutil.which("nats-server") is None:
+            raise DemoError("nats-server is not installed (`make demo` installs it)")
+        failed: asyncio.Task[Any] | None = None
         with tempfile.TemporaryDirectory(prefix="pd-scaler-demo-") as workdir:
             server = Server(Settings(bind_address="127.0.0.1", grpc_port=args.grpc_port, http_port=args.http_port))
             await server.start()  # first: a taken port ends the demo before anything else starts
             nats_server = NatsProcess(Path(workdir))
-            tasks: list[asyncio.Task[None]] = []
+            tasks: list[asyncio.Task[Any]] = []
             nc: NatsClient | None = None
             try:
                 nc = await nats_server.connect()
@@ -211,9 +213,11 @@ class Demo:
                 tasks = [
                     asyncio.create_task(self._publish(js, trace), name="publisher"),
                     asyncio.create_task(self._autoscale(js, server.grpc_port, nats_server.url), name="hpa"),
+                    asyncio.create_task(stop.wait(), name="signal"),
                 ]
                 self._resize(js, starting=False)  # the replica already running when the demo starts
-                await stop.wait()
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                failed = next((t for t in done if not t.cancelled() and t.exception() is not None), None)
             finally:
                 print("stopping", flush=True)
                 for task in [*tasks, *self.workers]:
@@ -223,6 +227,8 @@ class Demo:
                 if nc is not None:
                     await nc.close()
                 nats_server.stop()
+        if failed is not None:
+            raise DemoError(f"the {failed.get_name()} stopped: {failed.exception()}")
         print("stopped", flush=True)
         return 0
 

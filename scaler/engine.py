@@ -23,9 +23,10 @@ from scaler.errors import ScalerError
 from scaler.kube import RolePods, check_bound
 from scaler.logs import Once
 from scaler.metrics import Metrics
-from scaler.observations import Decision
-from scaler.policy import decide_decode, decide_prefill
+from scaler.observations import Decision, RoleSignal
+from scaler.policy import NO_SERIES, decide_prefill, decide_signal
 from scaler.sources.base import Clock, LagSource, Source, SourcePool
+from scaler.sources.pods import PodScrape, PodScrapeSource
 from scaler.status import StatusBoard
 from scaler.targets import Targets
 from scaler.triggers import KEDA_KEYS, DecodeTrigger, PrefillTrigger, TriggerSpec, parse
@@ -58,9 +59,11 @@ class SourceProvider(Protocol):
 
     def lag_source(self, spec: PrefillTrigger) -> LagSource[Any]: ...
 
-    def prometheus_source(self, spec: DecodeTrigger, query: str) -> Source[tuple[signals.Series, ...]]: ...
+    def prometheus_source(self, spec: TriggerSpec, query: str) -> Source[tuple[signals.Series, ...]]: ...
 
-    def role_source(self, namespace: str, scaledobject: str, spec: DecodeTrigger) -> Source[RolePods]: ...
+    def role_source(self, namespace: str, scaledobject: str, spec: TriggerSpec) -> Source[RolePods]: ...
+
+    def scrape_source(self, role: Source[RolePods], spec: TriggerSpec) -> PodScrapeSource: ...
 
     async def close(self) -> None: ...
 
@@ -96,7 +99,7 @@ class Engine:
         self.status = StatusBoard()
         self._log_once = Once(clock=clock)
         self._evaluators_generation = -1
-        self._per_pod: dict[tuple[str, str], tuple[object, dict[signals.PodKey, float]]] = {}
+        self._values: dict[tuple[signals.Signal, tuple[signals.Matcher, ...]], tuple[object, signals.Values]] = {}
         self.closing = False
         self._active: dict[tuple[str, str], bool] = {}
         self._seen: OrderedDict[SeriesKey, _Seen] = OrderedDict()  # least recently answered first
@@ -170,7 +173,10 @@ class Engine:
             spec = parse(dict(key[2]))
             self.admission.check_sources(spec)
             with pool.adding():  # its sources start once it is whole, if they fit under the cap
-                ev = self._prefill(spec) if isinstance(spec, PrefillTrigger) else self._decode(ref, spec)
+                if isinstance(spec, PrefillTrigger) and spec.metric == "queue-lag":
+                    ev = self._prefill(spec)
+                else:
+                    ev = self._signal(ref, spec)
         except ScalerError as exc:
             self._failed(ref, exc)
             raise
@@ -193,29 +199,41 @@ class Engine:
             policy="lag",
         )
 
-    def _decode(self, ref: Ref, spec: DecodeTrigger) -> Evaluator:
-        query = signals.query(spec.metric, spec.kv_engine)
-        prom = self.sources.prometheus_source(spec, query)
-        role = self.sources.role_source(ref.namespace, ref.name, spec)
+    def _signal(self, ref: Ref, spec: TriggerSpec) -> Evaluator:
+        """Engine and DCGM signals: series from Prometheus or from the pods, made into one value per pod."""
+        sig, matchers = spec.signal, spec.matchers
+        # The Dynamo frontend's counts are per router worker, not per pod: through Prometheus no pods are needed.
+        role = self.sources.role_source(ref.namespace, ref.name, spec) if spec.reads_pods else None
+        data: Source[Any]
+        if spec.scrape == "pods":
+            assert role is not None
+            data = scraper = self.sources.scrape_source(role, spec)
+            scraper.want(sig.names)
+        else:
+            data = self.sources.prometheus_source(spec, sig.query(matchers))
         # The role's pods change slowly; they are re-listed every role interval, so allow a few of those.
-        role_max_age = max(spec.max_staleness, 3 * role.interval)
+        role_max_age = max(spec.max_staleness, 3 * role.interval) if role is not None else 0.0
+        capacity = float(spec.max_num_seqs) if isinstance(spec, DecodeTrigger) and spec.max_num_seqs else None
 
         def decide() -> Decision:
-            pods = check_bound(role.read(role_max_age))
-            values = self._values_per_pod(prom.read(spec.max_staleness), spec.metric, spec.kv_engine)
-            in_namespace = {pod: v for (ns, pod), v in values.items() if ns == pods.namespace}
-            return decide_decode(spec, pods.pods, in_namespace)
+            pods = check_bound(role.read(role_max_age)) if role is not None else None
+            sample = data.read(spec.max_staleness)
+            series, failed = (sample.series, sample.failed) if isinstance(sample, PodScrape) else (sample, {})
+            values = self._signal_values(series, sig, matchers)
+            obs = _observe(sig, values, pods, failed, data.name, capacity)
+            return decide_signal(spec, obs, pods.pods if pods is not None and not sig.per_worker else None)
 
-        return Evaluator(spec, (role, prom), decide, policy=f"{spec.metric} per pod")
+        sources = (role, data) if role is not None else (data,)
+        return Evaluator(spec, sources, decide, policy=f"{spec.metric} per {'worker' if sig.per_worker else 'pod'}")
 
-    def _values_per_pod(
-        self, series: tuple[signals.Series, ...], metric: str, engine: str
-    ) -> dict[signals.PodKey, float]:
-        """signals.per_pod, computed once per sample of a query rather than once per call."""
-        key = (metric, engine)
-        cached = self._per_pod.get(key)
+    def _signal_values(
+        self, series: tuple[signals.Series, ...], sig: signals.Signal, matchers: tuple[signals.Matcher, ...]
+    ) -> signals.Values:
+        """signals.evaluate, computed once per sample of a source rather than once per call."""
+        key = (sig, matchers)
+        cached = self._values.get(key)
         if cached is None or cached[0] is not series:
-            cached = self._per_pod[key] = (series, signals.per_pod(metric, engine, series))
+            cached = self._values[key] = (series, signals.evaluate(sig, series, matchers))
         return cached[1]
 
     def _decide(self, ref: Ref, ev: Evaluator) -> Decision:
@@ -236,7 +254,7 @@ class Engine:
         answer = (decision.value, decision.target, decision.active, decision.unmeasured)
         if answer != seen.answer:  # KEDA asks again and again; the gauges change far less often
             seen.answer = answer
-            gauges = self.metrics.scaledobject(*labels)
+            gauges = self.metrics.scaledobject(*labels, reads_pods=ev.spec.reads_pods)
             gauges.value.set(decision.value)
             gauges.target.set(decision.target)
             gauges.active.set(1.0 if decision.active else 0.0)
@@ -340,3 +358,27 @@ async def _first(waits: list[Coroutine[Any, Any, None]]) -> None:
     finally:
         for task in tasks:
             task.cancel()
+
+
+def _observe(
+    sig: signals.Signal,
+    values: signals.Values,
+    pods: RolePods | None,
+    failed: Mapping[str, str],
+    source: str,
+    capacity: float | None,
+) -> RoleSignal:
+    """The observation the policy decides on: each of the role's pods' value (seats as a fraction of the pod's
+    limit: the per-engine limit times its data-parallel engines), and why the others have none."""
+    if pods is None or sig.per_worker:
+        # Per router worker; with scrape: pods the pods are the frontends, and those not scraped are named.
+        per = {name: v for (_, name), v in values.values.items()}
+        return RoleSignal(sig.role, sig.metric, sig.engine, sig.unit, source, per, dict(failed))
+    per = {}
+    for (namespace, pod), value in values.values.items():
+        if namespace == pods.namespace:
+            per[pod] = value / (capacity * values.engines.get((namespace, pod), 1)) if capacity else value
+    measured = {pod: per[pod] for pod in pods.pods if pod in per}
+    unmeasured = {pod: failed.get(pod, NO_SERIES) for pod in pods.pods if pod not in per}
+    unit = "fraction" if capacity else sig.unit
+    return RoleSignal(sig.role, sig.metric, sig.engine, unit, source, measured, unmeasured, capacity)

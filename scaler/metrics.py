@@ -66,7 +66,7 @@ class ScaledObjectGauges:
     value: Gauge
     target: Gauge
     active: Gauge
-    unmeasured: Gauge | None  # decode only: a prefill role has no pods to measure
+    unmeasured: Gauge | None  # only for triggers that measure pods (not the JetStream lag nor Dynamo's router)
 
 
 class Metrics:
@@ -162,7 +162,7 @@ class Metrics:
         self.grpc_requests.labels(method, code).inc()
         self.grpc_stream_duration.labels(method).observe(seconds)
 
-    def scaledobject(self, namespace: str, name: str, role: str) -> ScaledObjectGauges:
+    def scaledobject(self, namespace: str, name: str, role: str, *, reads_pods: bool = False) -> ScaledObjectGauges:
         key = (namespace, name, role)
         gauges = self._scaledobjects.get(key)
         if gauges is None:
@@ -170,7 +170,7 @@ class Metrics:
                 self.so_value.labels(*key),
                 self.so_target.labels(*key),
                 self.so_active.labels(*key),
-                self.so_unmeasured.labels(*key) if role == "decode" else None,
+                self.so_unmeasured.labels(*key) if reads_pods else None,
             )
         return gauges
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,28 @@ class ConsumerLag:
 
 
 @dataclass(frozen=True)
+class RoleSignal:
+    """One signal measured over a role: what it is, each pod's value, and which pods have none and why.
+
+    Values are in the signal's `unit` (`requests`, `tokens`, `fraction` of a GPU, a KV pool or the seats); the
+    role's total is their sum. Keys are pod names, or for the Dynamo frontend's counts `worker <id>` and `router
+    queue`. `capacity` is one pod's sequence limit for `seats` (a pod's value times capacity = its sequences)."""
+
+    role: str
+    metric: str
+    engine: str | None
+    unit: str
+    source: str  # the query or the scrape that measured it: named in errors
+    values: Mapping[str, float]
+    unmeasured: Mapping[str, str] = field(default_factory=dict)  # pod → why it has no value
+    capacity: float | None = None
+
+    @property
+    def total(self) -> float:
+        return sum(self.values.values())
+
+
+@dataclass(frozen=True)
 class Decision:
     """One answer for KEDA: the role's total, the per-replica target and whether the role is active."""
 
@@ -26,7 +49,8 @@ class Decision:
     target: float
     active: bool
     reason: str
-    unmeasured: int = 0  # pods of the role without a series (decode)
+    unmeasured: int = 0  # pods of the role without a value
+    observation: RoleSignal | None = None  # what the decision was made from (engine and DCGM signals)
 
 
 @dataclass(frozen=True)

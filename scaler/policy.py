@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from scaler.errors import SourceUnavailable
-from scaler.observations import ConsumerLag, Decision
-from scaler.triggers import DecodeTrigger, PrefillTrigger
+from scaler.observations import ConsumerLag, Decision, RoleSignal
+from scaler.triggers import PrefillTrigger, TriggerSpec
 
 
 def decide_prefill(spec: PrefillTrigger, lag: ConsumerLag) -> Decision:
@@ -25,27 +25,44 @@ def decide_prefill(spec: PrefillTrigger, lag: ConsumerLag) -> Decision:
     )
 
 
-def decide_decode(spec: DecodeTrigger, pods: Sequence[str], per_pod: Mapping[str, float]) -> Decision:
-    """Sum over the role's pods of each pod's fraction, against a per-pod target (desired = ceil(sum / target)).
+NO_SERIES = "no series"
 
-    Pods without a series are left out of the sum and named in the reason; if none has one, there is no
-    measurement at all, and that is an error, never a zero.
+
+def decide_signal(spec: TriggerSpec, obs: RoleSignal, pods: Sequence[str] | None) -> Decision:
+    """The role's total of `obs` against a per-replica target (desired = ceil(total / target)).
+
+    `pods`: the role's pods, or None for a signal not attributed to pods (the Dynamo frontend's per-worker
+    counts). Pods without a value are left out of the sum and named in the reason; if no pod (or, without pods,
+    no series at all) has one, there is no measurement, and that is an error, never a zero.
     """
-    measured = {pod: per_pod[pod] for pod in pods if pod in per_pod}
-    missing = [pod for pod in pods if pod not in per_pod]
-    if pods and not measured:
+    metric = spec.metric
+    if pods is not None and pods and not obs.values:
         raise SourceUnavailable(
-            f"no {spec.metric} series for any of the role's {len(pods)} pods ({', '.join(pods)}); "
-            "check that the exporter is scraped and that its series carry the pods' names"
+            f"no {metric} series for any of the role's {len(pods)} pods ({_pods_and_reasons(pods, obs)}) in "
+            f"{obs.source}; check that the engine or exporter is scraped and that its series carry the pods' names"
         )
-    value = sum(measured.values())
+    if pods is None and not obs.values:
+        not_scraped = "".join(f"; {pod}: {why}" for pod, why in obs.unmeasured.items())
+        raise SourceUnavailable(
+            f"no {metric} series in {obs.source}; check the engine setting and seriesSelector{not_scraped}"
+        )
+    value = obs.total
     active = value > spec.activation_threshold
     relation = ">" if active else "<="
-    reason = (
-        f"{spec.metric} sum {value:.3f} over {len(measured)} pods {relation} activation {spec.activation_threshold:g}"
-    )
+    over = f"{len(obs.values)} pods" if pods is not None else f"{len(obs.values)} series"
+    reason = f"{metric} sum {value:.3f} over {over} {relation} activation {spec.activation_threshold:g}"
+    missing = [pod for pod in obs.unmeasured if obs.unmeasured[pod] == NO_SERIES]
+    failed = [f"{pod} ({why})" for pod, why in obs.unmeasured.items() if why != NO_SERIES]
     if missing:
         reason += f"; no series for {', '.join(missing)}"
-    if not pods:
+    if failed:
+        reason += f"; left out: {', '.join(failed)}"
+    if pods is not None and not pods:
         reason = "the role has no pods"
-    return Decision(spec.metric_name, value, spec.threshold, active, reason, unmeasured=len(missing))
+    return Decision(spec.metric_name, value, spec.target, active, reason, len(obs.unmeasured), obs)
+
+
+def _pods_and_reasons(pods: Sequence[str], obs: RoleSignal) -> str:
+    return ", ".join(
+        pod if obs.unmeasured.get(pod, NO_SERIES) == NO_SERIES else f"{pod}: {obs.unmeasured[pod]}" for pod in pods
+    )

@@ -10,12 +10,13 @@ import difflib
 import functools
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
+from scaler import signals
 from scaler.durations import parse_duration
 from scaler.errors import InvalidTrigger
 
@@ -23,8 +24,10 @@ from scaler.errors import InvalidTrigger
 KEDA_KEYS = frozenset({"scalerAddress", "enableTLS", "unsafeSsl"})
 FROM_ENV = "FromEnv"
 ROLES = ("prefill", "decode")
-METRICS = ("gpu-memory", "gpu-util", "kv-cache")
+METRICS = ("gpu-memory", "gpu-util", "kv-cache", "seats")  # decode
+PREFILL_METRICS = ("queue-lag", "engine-queue", "prefill-tokens")
 ENGINES = ("vllm", "sglang", "dynamo")
+_NATS_KEYS = ("natsServer", "natsConnection", "natsServerMonitoringEndpoint")
 
 # What one trigger's metadata may hold, checked before anything is parsed (`check_size`). KEDA forwards the
 # handful of short keys a user wrote; these leave room for far more, and bound what one call can make us do.
@@ -104,6 +107,7 @@ class TriggerBase(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     role: str = Field(description=f"Which role this trigger scales: {', '.join(ROLES)}.")
+    metric: str = Field(description="What the trigger measures.")
     max_staleness: Duration = Field(
         "30s",
         gt=0,
@@ -125,10 +129,178 @@ class TriggerBase(BaseModel):
         raise NotImplementedError
 
 
-class PrefillTrigger(TriggerBase):
-    """Prefill: the lag of the JetStream consumer prefill workers pull from."""
+def _http_url(value: Any) -> Any:
+    if isinstance(value, str):
+        parts = urlsplit(value)
+        if parts.username or parts.password or "@" in parts.netloc:
+            raise PydanticCustomError("credentials", _CREDENTIALS_HINT + " with prometheusConnection")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise PydanticCustomError("url", "expected an http:// or https:// URL of the Prometheus server")
+    return value
 
-    role: Literal["prefill"] = Field(description="`prefill`: scale on the prefill queue's consumer lag.")
+
+def _matchers(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return signals.parse_matchers(value)
+        except ValueError as exc:
+            raise PydanticCustomError("matchers", str(exc)) from None
+    return value
+
+
+class SignalKeys(BaseModel):
+    """Keys of triggers that read engine or DCGM metrics, through Prometheus or from the role's pods."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    engine: Literal["vllm", "sglang", "dynamo"] | None = Field(
+        None,
+        description=(
+            "With an engine metric: whose metrics to read, `vllm`, `sglang` or `dynamo` (default `vllm`; "
+            "`dynamo` for `prefill-tokens`)."
+        ),
+    )
+    prometheus_address: Annotated[str | None, BeforeValidator(_http_url)] = Field(
+        None, alias="prometheusAddress", description="Prometheus URL, e.g. `http://prometheus.monitoring:9090`."
+    )
+    prometheus_connection: Name | None = Field(
+        None,
+        alias="prometheusConnection",
+        description="Name of a Prometheus profile in the `--connections` file (URL, token, basic auth, CA).",
+    )
+    series_selector: Annotated[tuple[signals.Matcher, ...] | None, BeforeValidator(_matchers), Field(max_length=16)] = (
+        Field(
+            None,
+            alias="seriesSelector",
+            description=(
+                'PromQL label matchers every series must pass, e.g. `dynamo_namespace="llm-dynamo"` or '
+                '`namespace="llm",service=~"sglang-.*"`: one Prometheus shared by many deployments answers for '
+                "this one. Applied to scraped series too."
+            ),
+        )
+    )
+    scrape: Literal["prometheus", "pods"] = Field(
+        "prometheus",
+        description="`prometheus` (query a Prometheus) or `pods`: scrape the role's pods' /metrics directly.",
+    )
+    metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
+        None,
+        alias="metricsPort",
+        description=(
+            "With `scrape: pods`: the pods' metrics port (default per engine: vLLM 8000, SGLang 30000, Dynamo "
+            "frontend 8000, Dynamo worker 8081)."
+        ),
+    )
+    metrics_path: Annotated[str, Field(max_length=256, pattern=r"^/[A-Za-z0-9._~/-]*$")] = Field(
+        "/metrics", alias="metricsPath", description="With `scrape: pods`: the path of the pods' metrics."
+    )
+    pod_selector: Annotated[str, Field(min_length=1, max_length=1024)] | None = Field(
+        None,
+        alias="podSelector",
+        description=(
+            "Label selector of the role's pods, instead of discovery through the RBG scaling adapter (with "
+            "`prefill-tokens` and `scrape: pods`: the Dynamo frontend's pods)."
+        ),
+    )
+
+    if TYPE_CHECKING:  # declared (and placed first in the table) by the trigger models
+        role: str
+        metric: str
+
+    @property
+    def signal(self) -> signals.Signal:
+        return signals.signal(self.role, self.metric, self.engine)
+
+    @property
+    def matchers(self) -> tuple[signals.Matcher, ...]:
+        return self.series_selector or ()
+
+    @property
+    def reads_pods(self) -> bool:
+        """The trigger measures the role's running pods (so it needs them, and cannot wake a role at zero)."""
+        return self.metric != "queue-lag" and not (self.signal.per_worker and self.scrape == "prometheus")
+
+    @property
+    def port(self) -> int:
+        """The pods' metrics port for `scrape: pods`."""
+        return self.metrics_port or self.signal.port or 0
+
+    def _check_signal(self) -> None:
+        if self.metric not in signals.ENGINE_METRICS and self.engine is not None:
+            raise PydanticCustomError(
+                "engine", "key 'engine' applies only with {metrics}", {"metrics": _engine_metrics(self.role)}
+            )
+        try:
+            sig = self.signal
+        except signals.Unsupported as exc:
+            raise PydanticCustomError("engine", "key 'engine': {why}", {"why": str(exc)}) from None
+        if self.scrape == "pods":
+            extra = [k for k in ("prometheusAddress", "prometheusConnection") if _alias_set(self, k)]
+            if extra:
+                raise _only(extra, "scrape: prometheus (the default), not with scrape: pods")
+            if sig.port is None:
+                raise PydanticCustomError(
+                    "scrape",
+                    "key 'scrape': {metric} comes from dcgm-exporter, not the role's pods: read it through "
+                    "Prometheus (scrape: prometheus)",
+                    {"metric": self.metric},
+                )
+            if sig.per_worker and self.pod_selector is None:
+                raise PydanticCustomError(
+                    "scrape",
+                    "key 'podSelector' is required with {metric} and scrape: pods: Dynamo's frontend exports "
+                    "these counts, so select the frontend's pods",
+                    {"metric": self.metric},
+                )
+            return
+        given = [k for k in ("metricsPort", "metricsPath") if _alias_set(self, k)]
+        if given:
+            raise _only(given, "scrape: pods")
+        _exactly_one(prometheusAddress=self.prometheus_address, prometheusConnection=self.prometheus_connection)
+
+
+def _only(keys: list[str], condition: str) -> PydanticCustomError:
+    quoted = ", ".join(repr(k) for k in keys)
+    verb = "applies" if len(keys) == 1 else "apply"
+    return PydanticCustomError(
+        "source", "{noun} {keys} {verb} only with {condition}",
+        {"noun": "key" if len(keys) == 1 else "keys", "keys": quoted, "verb": verb, "condition": condition},
+    )  # fmt: skip
+
+
+def _alias_set(model: BaseModel, alias: str) -> bool:
+    return any((f.alias or n) == alias and n in model.model_fields_set for n, f in type(model).model_fields.items())
+
+
+def _engine_metrics(role: str) -> str:
+    return "metric: " + ", ".join(
+        m for m in signals.ENGINE_METRICS if m in (PREFILL_METRICS if role == "prefill" else METRICS)
+    )
+
+
+class PrefillTrigger(SignalKeys, TriggerBase):
+    """Prefill: the lag of the JetStream consumer prefill workers pull from, or the engines' or the Dynamo
+    router's waiting work."""
+
+    role: Literal["prefill"] = Field(description="`prefill`: scale on the prefill queue or the prefill engines' load.")
+    metric: Literal["queue-lag", "engine-queue", "prefill-tokens"] = Field(
+        "queue-lag",
+        description=(
+            "`queue-lag` (the JetStream consumer's lag, with a NATS source), `engine-queue` (requests waiting on "
+            "the prefill pods) or `prefill-tokens` (prompt tokens waiting, from Dynamo's frontend)."
+        ),
+    )
+    threshold: PositiveFloat | None = Field(
+        None,
+        description=(
+            "With `engine-queue` / `prefill-tokens`: target per prefill replica, in waiting requests / prompt "
+            "tokens. Required with those metrics."
+        ),
+    )
+    activation_threshold: NonNegativeFloat = Field(
+        0.0,
+        alias="activationThreshold",
+        description="With `engine-queue` / `prefill-tokens`: the role is active while the total is above this.",
+    )
     stream: Name = Field("dynamo_prefill_queue", description="JetStream stream holding remote-prefill requests.")
     consumer: Name = Field("worker-group", description="Durable pull consumer the prefill workers share.")
     lag_threshold: PositiveFloat = Field(
@@ -165,6 +337,33 @@ class PrefillTrigger(TriggerBase):
 
     @model_validator(mode="after")
     def _one_source(self) -> PrefillTrigger:
+        if self.metric != "queue-lag":
+            lag_keys = (
+                "stream",
+                "consumer",
+                "lagThreshold",
+                "activationLagThreshold",
+                *_NATS_KEYS,
+                "account",
+                "useHttps",
+            )
+            extra = [k for k in lag_keys if _alias_set(self, k)]
+            if extra:
+                raise _only(extra, "metric: queue-lag")
+            if self.threshold is None:
+                raise PydanticCustomError(
+                    "threshold", "key 'threshold' is required with metric: {metric}", {"metric": self.metric}
+                )
+            self._check_signal()
+            return self
+        signal_keys = [
+            k
+            for k in ("engine", "threshold", "activationThreshold", "prometheusAddress", "prometheusConnection",
+                      "seriesSelector", "scrape", "metricsPort", "metricsPath", "podSelector")
+            if _alias_set(self, k)
+        ]  # fmt: skip
+        if signal_keys:
+            raise _only(signal_keys, "metric: engine-queue or prefill-tokens, not with queue-lag")
         _exactly_one(
             natsServer=self.nats_server,
             natsConnection=self.nats_connection,
@@ -182,11 +381,13 @@ class PrefillTrigger(TriggerBase):
 
     @property
     def metric_name(self) -> str:
+        if self.metric != "queue-lag":
+            return metric_name("prefill", self.metric)
         return metric_name("prefill-lag", self.stream, self.consumer)
 
     @property
     def target(self) -> float:
-        return self.lag_threshold
+        return self.lag_threshold if self.threshold is None else self.threshold
 
     @property
     def jsz_url(self) -> str:
@@ -194,23 +395,17 @@ class PrefillTrigger(TriggerBase):
         return f"{scheme}://{self.nats_server_monitoring_endpoint}"
 
 
-def _http_url(value: Any) -> Any:
-    if isinstance(value, str):
-        parts = urlsplit(value)
-        if parts.username or parts.password or "@" in parts.netloc:
-            raise PydanticCustomError("credentials", _CREDENTIALS_HINT + " with prometheusConnection")
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise PydanticCustomError("url", "expected an http:// or https:// URL of the Prometheus server")
-    return value
+class DecodeTrigger(SignalKeys, TriggerBase):
+    """Decode: GPU memory / utilisation from DCGM, or the engine's KV-cache fill or seats, summed over the role's
+    pods."""
 
-
-class DecodeTrigger(TriggerBase):
-    """Decode: GPU memory / utilisation from DCGM, or the engine's KV-cache fill, summed over the role's pods."""
-
-    role: Literal["decode"] = Field(description="`decode`: scale on GPU memory, GPU utilisation or KV-cache fill.")
-    metric: Literal["gpu-memory", "gpu-util", "kv-cache"] = Field(
+    role: Literal["decode"] = Field(description="`decode`: scale on seats, KV-cache fill, GPU memory or utilisation.")
+    metric: Literal["gpu-memory", "gpu-util", "kv-cache", "seats"] = Field(
         "gpu-memory",
-        description="`gpu-memory` (DCGM framebuffer used), `gpu-util` (DCGM utilisation) or `kv-cache` (engine).",
+        description=(
+            "`seats` (running + waiting sequences over `maxNumSeqs`), `kv-cache` (engine KV-cache fill), "
+            "`gpu-memory` (DCGM framebuffer used; flat under engines that preallocate) or `gpu-util` (DCGM)."
+        ),
     )
     threshold: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = Field(
         0.8, description="Target per decode pod, as a fraction in (0, 1]; the value reported is the sum over pods."
@@ -218,30 +413,28 @@ class DecodeTrigger(TriggerBase):
     activation_threshold: NonNegativeFloat = Field(
         0.0, alias="activationThreshold", description="The role is active while the sum is above this."
     )
-    engine: Literal["vllm", "sglang", "dynamo"] | None = Field(
-        None, description="With `kv-cache`: whose metric to read, `vllm` (default), `sglang` or `dynamo`."
-    )
-    prometheus_address: Annotated[str | None, BeforeValidator(_http_url)] = Field(
-        None, alias="prometheusAddress", description="Prometheus URL, e.g. `http://prometheus.monitoring:9090`."
-    )
-    prometheus_connection: Name | None = Field(
+    max_num_seqs: Annotated[int, Field(ge=1, le=1_000_000)] | None = Field(
         None,
-        alias="prometheusConnection",
-        description="Name of a Prometheus profile in the `--connections` file (URL, token, basic auth, CA).",
-    )
-    pod_selector: Annotated[str, Field(min_length=1, max_length=1024)] | None = Field(
-        None,
-        alias="podSelector",
-        description="Label selector of the role's pods, instead of discovery through the RBG scaling adapter.",
+        alias="maxNumSeqs",
+        description=(
+            "With `seats`: one engine's sequence limit (vLLM `--max-num-seqs`, SGLang `--max-running-requests`); "
+            "required, as neither engine exports it."
+        ),
     )
 
     kind: ClassVar[str] = "decode"
 
     @model_validator(mode="after")
     def _one_source(self) -> DecodeTrigger:
-        _exactly_one(prometheusAddress=self.prometheus_address, prometheusConnection=self.prometheus_connection)
-        if self.engine is not None and self.metric != "kv-cache":
-            raise PydanticCustomError("engine", "engine only applies with metric: kv-cache")
+        if self.metric == "seats" and self.max_num_seqs is None:
+            raise PydanticCustomError(
+                "seats",
+                "key 'maxNumSeqs' is required with metric: seats: set it to the engine's sequence limit "
+                "(vLLM --max-num-seqs, SGLang --max-running-requests); neither engine exports it",
+            )
+        if self.metric != "seats" and self.max_num_seqs is not None:
+            raise _only(["maxNumSeqs"], "metric: seats")
+        self._check_signal()
         return self
 
     @property

@@ -78,13 +78,13 @@ class Dcgm(Collector):
 
 @dataclass(eq=False)
 class Engine(Collector):
-    """One pod's engine /metrics. kv: name → list of (extra labels, value)."""
+    """One pod's engine /metrics: gauges, name → list of (labels, value)."""
 
     kv: dict[str, list[tuple[dict[str, str], float]]] = field(default_factory=dict)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         for name, series in self.kv.items():
-            family = GaugeMetricFamily(name, "KV-cache usage.")
+            family = GaugeMetricFamily(name, f"{name} as the engine exports it.")
             for labels, value in series:
                 family.add_sample(name, labels, value)
             yield family
@@ -93,16 +93,16 @@ class Engine(Collector):
 class Exporter:
     """A /metrics endpoint on a free loopback port, like a pod's."""
 
-    def __init__(self, collector: Collector) -> None:
+    def __init__(self, collector: Collector, addr: str = "127.0.0.1", port: int | None = None) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(collector)
-        self.port = free_port()
+        self.addr, self.port = addr, port or free_port()
         self.server: WSGIServer
-        self.server, _ = start_http_server(self.port, addr="127.0.0.1", registry=self.registry)
+        self.server, _ = start_http_server(self.port, addr=addr, registry=self.registry)
 
     @property
     def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.addr}:{self.port}"
 
     def close(self) -> None:
         self.server.shutdown()
@@ -177,3 +177,192 @@ def cluster() -> tuple[list[Exporter], list[dict[str, object]]]:
         },
     ]
     return [node0_exporter, node1_exporter, *engine_exporters.values()], jobs
+
+
+# --- engines of PD deployments, with the exact names and labels of their sources (REFERENCE §7) -----------------
+
+MODEL = "Qwen/Qwen3-32B"
+V1 = {"model_name": MODEL}  # vLLM V1: model_name, engine (the data-parallel engine's index)
+SGLANG_PD = {"model_name": MODEL, "pp_rank": "0", "moe_ep_rank": "0"}  # + engine_type, tp_rank
+
+
+def _sglang(engine_type: str, ranks: dict[str, list[float]]) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """SGLang gauges of one TP=2 server (`--enable-metrics-for-all-schedulers`): each name's value per tp_rank."""
+    return {
+        f"sglang:{name}": [(SGLANG_PD | {"engine_type": engine_type, "tp_rank": str(r)}, v) for r, v in enumerate(vs)]
+        for name, vs in ranks.items()
+    }
+
+
+def _frontend(namespace: str, tokens: dict[str, dict[str, float]]) -> Engine:
+    """A current Dynamo frontend: per-worker active prefill tokens and the router's pending prompt tokens."""
+    workers = [
+        ({"dynamo_namespace": namespace, "worker_id": worker, "worker_type": kind, "dp_rank": "0"}, value)
+        for kind, per in tokens.items()
+        if kind != "queue"
+        for worker, value in per.items()
+    ]
+    queue = [({"dynamo_namespace": namespace, "worker_type": kind}, value) for kind, value in tokens["queue"].items()]
+    return Engine(
+        {
+            "dynamo_frontend_worker_active_prefill_tokens": workers,
+            "dynamo_frontend_router_queue_pending_isl_tokens": queue,
+            "dynamo_frontend_queued_requests": [({"dynamo_namespace": namespace, "model": MODEL}, 3)],
+        }
+    )
+
+
+# pod → (label app, role, engine collector). Expected totals (see tests/test_signals.py):
+#   vLLM prefill engine-queue 3 + (4 + 2) = 9 (pod 1 runs two data-parallel engines)
+#   vLLM decode seats (100 + 15 + 5) / 256 + 50 / 256 = 0.6640625 with maxNumSeqs 256
+#   SGLang prefill engine-queue (2 + 1 + 3) + (1 + 0 + 1) = 8 (max over TP ranks)
+#   SGLang decode seats (30 + 2 + 4 + 4) / 64 + 16 / 64 = 0.875 with maxNumSeqs 64
+#   Dynamo prefill-tokens 1500 + 2500 + 4096 = 8096 in dynamo_namespace llm-dynamo; 100000 more in another one
+ENGINE_PODS: dict[str, tuple[str, str, Engine]] = {
+    "vllm-prefill-0": ("vllm", "prefill", Engine({"vllm:num_requests_waiting": [(V1 | {"engine": "0"}, 3)]})),
+    "vllm-prefill-1": (
+        "vllm",
+        "prefill",
+        Engine({"vllm:num_requests_waiting": [(V1 | {"engine": "0"}, 4), (V1 | {"engine": "1"}, 2)]}),
+    ),
+    "vllm-decode-0": (
+        "vllm",
+        "decode",
+        Engine(
+            {
+                "vllm:num_requests_running": [(V1 | {"engine": "0"}, 100)],
+                "vllm:num_requests_waiting": [(V1 | {"engine": "0"}, 20)],
+                "vllm:num_requests_waiting_by_reason": [
+                    (V1 | {"engine": "0", "reason": "capacity"}, 15),
+                    (V1 | {"engine": "0", "reason": "deferred"}, 5),
+                ],
+                "vllm:kv_cache_usage_perc": [(V1 | {"engine": "0"}, 0.5)],
+            }
+        ),
+    ),
+    "vllm-decode-1": (  # a vLLM without waiting_by_reason
+        "vllm",
+        "decode",
+        Engine(
+            {
+                "vllm:num_requests_running": [(V1 | {"engine": "0"}, 50)],
+                "vllm:num_requests_waiting": [(V1 | {"engine": "0"}, 0)],
+                "vllm:kv_cache_usage_perc": [(V1 | {"engine": "0"}, 0.25)],
+            }
+        ),
+    ),
+    "sglang-prefill-0": (
+        "sglang",
+        "prefill",
+        Engine(
+            _sglang(
+                "prefill",
+                {
+                    "num_queue_reqs": [2, 2],
+                    "num_prefill_prealloc_queue_reqs": [1, 0],
+                    "num_prefill_inflight_queue_reqs": [3, 3],
+                    "num_running_reqs": [8, 8],
+                },
+            )
+        ),
+    ),
+    "sglang-prefill-1": (
+        "sglang",
+        "prefill",
+        Engine(
+            _sglang(
+                "prefill",
+                {
+                    "num_queue_reqs": [1, 1],
+                    "num_prefill_prealloc_queue_reqs": [0, 0],
+                    "num_prefill_inflight_queue_reqs": [1, 0],
+                },
+            )
+        ),
+    ),
+    "sglang-decode-0": (
+        "sglang",
+        "decode",
+        Engine(
+            _sglang(
+                "decode",
+                {
+                    "num_running_reqs": [30, 30],
+                    "num_queue_reqs": [2, 2],
+                    "num_decode_prealloc_queue_reqs": [4, 4],
+                    "num_decode_transfer_queue_reqs": [4, 3],
+                    "token_usage": [0.5, 0.5],
+                },
+            )
+        ),
+    ),
+    "sglang-decode-1": (
+        "sglang",
+        "decode",
+        Engine(
+            _sglang(
+                "decode",
+                {
+                    "num_running_reqs": [16, 16],
+                    "num_queue_reqs": [0, 0],
+                    "num_decode_prealloc_queue_reqs": [0, 0],
+                    "num_decode_transfer_queue_reqs": [0, 0],
+                },
+            )
+        ),
+    ),
+    "dynamo-frontend-0": (
+        "dynamo",
+        "frontend",
+        _frontend(
+            "llm-dynamo",
+            {
+                "prefill": {"7587888160958628000": 1500, "7587888160958628002": 2500},
+                "decode": {"7587888160958628001": 999},
+                "queue": {"prefill": 4096, "decode": 77},
+            },
+        ),
+    ),
+    "other-frontend-0": (  # another deployment's frontend, same Prometheus
+        "other",
+        "frontend",
+        _frontend("other-dynamo", {"prefill": {"7587888160958629000": 100000}, "queue": {"prefill": 0}}),
+    ),
+}
+
+
+@dataclass
+class EngineCluster:
+    """The engines of ENGINE_PODS, each on its own loopback address and one shared port (as pods share a
+    container port), a Prometheus scrape job for them, and each pod's labels and IP for the Kubernetes API."""
+
+    port: int
+    exporters: dict[str, Exporter]
+    ips: dict[str, str]
+
+    @property
+    def jobs(self) -> list[dict[str, object]]:
+        return [
+            {
+                "job_name": "engines-pd",
+                "static_configs": [
+                    {"targets": [exporter.target], "labels": {"pod": pod, "namespace": NAMESPACE}}
+                    for pod, exporter in self.exporters.items()
+                ],
+            }
+        ]
+
+    def labels(self, pod: str) -> dict[str, str]:
+        app, role, _ = ENGINE_PODS[pod]
+        return {"app": app, "role": role}
+
+    def close(self) -> None:
+        for exporter in self.exporters.values():
+            exporter.close()
+
+
+def engine_cluster() -> EngineCluster:
+    port = free_port()
+    ips = {pod: f"127.0.0.{i}" for i, pod in enumerate(ENGINE_PODS, start=2)}
+    exporters = {pod: Exporter(engine, ips[pod], port) for pod, (_, _, engine) in ENGINE_PODS.items()}
+    return EngineCluster(port, exporters, ips)

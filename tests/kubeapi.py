@@ -716,8 +716,9 @@ def pod(
     phase: str = "Running",
     node: str = "gpu-node-1",
     deleting: bool = False,
+    ip: str = "10.0.0.1",
 ) -> dict[str, Any]:
-    """A pod; `deleting`: it has a deletionTimestamp (terminating, still Running)."""
+    """A pod; `deleting`: it has a deletionTimestamp (terminating, still Running); `ip`: its status.podIP."""
     metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(labels)}
     if deleting:
         metadata |= {"deletionTimestamp": "2026-01-01T00:05:00Z", "deletionGracePeriodSeconds": 30}
@@ -727,7 +728,7 @@ def pod(
         "kind": "Pod",
         "metadata": metadata,
         "spec": {"nodeName": node, "containers": [{"name": "engine", "image": "engine:latest"}]},
-        "status": {"phase": phase, "conditions": [{"type": "Ready", "status": ready}], "podIP": "10.0.0.1"},
+        "status": {"phase": phase, "conditions": [{"type": "Ready", "status": ready}], "podIP": ip},
     }
 
 

@@ -104,6 +104,18 @@ async def test_connections_only_accepts_profiles_and_no_address(
         "key 'prometheusAddress': this scaler only reaches sources through named connection profiles"
         " (--connections-only); use prometheusConnection",
     )
+    # Prefill on engine metrics names a Prometheus too.
+    engine_queue = pb.ScaledObjectRef(
+        name="engine-queue",
+        namespace="dynamo",
+        scalerMetadata={"role": "prefill", "metric": "engine-queue", "threshold": "4",
+                        "prometheusAddress": "http://127.0.0.1:1"},
+    )  # fmt: skip
+    assert await answer(scaler, engine_queue) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "key 'prometheusAddress': this scaler only reaches sources through named connection profiles"
+        " (--connections-only); use prometheusConnection",
+    )
 
 
 @pytest.mark.parametrize(

@@ -140,7 +140,7 @@ async def test_a_big_scrape_does_not_hold_up_calls(
 ):
     server = await make_scaler()
     for i in range(5000):  # what 5,000 prefill ScaledObjects leave in /metrics
-        gauges = server.metrics.scaledobject("dynamo", f"so-{i}", "prefill")
+        gauges = server.metrics.scaledobject("dynamo", f"so-{i}", "prefill", False)
         for gauge in (gauges.value, gauges.target, gauges.active):
             gauge.set(i)
     stub = channel(server)

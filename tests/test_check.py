@@ -111,13 +111,15 @@ KV_WARNING = (
     "metadata.threshold: warning: kv-cache threshold {t} is above where a decode replica runs out of sequence slots: "
     "with its 256 seats (vLLM's max_num_seqs) taken it shows about 0.45 KV-cache fill (the simulator's default "
     "profile, qwen3-32b-h200-tp2, on the bundled Azure conversation trace; docs/simulate.md), and new requests "
-    "queue for a seat without the fill rising, so the role never scales; use a threshold of 0.4 or less"
+    "queue for a seat without the fill rising, so the role never scales; use metric: seats, with maxNumSeqs the "
+    "engine's sequence limit (vLLM --max-num-seqs, 256 by default), or a kv-cache threshold of 0.4 or less"
 )
 GPU_MEMORY_WARNING = (
     "metadata.metric: warning: {given}: engines that preallocate the KV cache (vLLM gpu-memory-utilization, SGLang "
     "mem-fraction-static, TensorRT-LLM) keep every decode pod near 0.95 whatever the load, above the threshold, so "
     "the HPA adds a replica after each start-up until maxReplicaCount ({max}) and keeps it there; use metric: "
-    "kv-cache with threshold 0.4 or less unless your engine allocates as it goes"
+    "seats, with maxNumSeqs the engine's sequence limit (vLLM --max-num-seqs, 256 by default) unless your engine "
+    "allocates as it goes"
 )
 
 
@@ -158,33 +160,17 @@ def trigger_lines(path: Path) -> dict[str, int]:
 # The examples are alternatives: dynamo-pd-scaledobjects-mtls.yaml replaces dynamo-pd-scaledobjects.yaml.
 PLAIN = sorted(p for p in EXAMPLES.glob("*.yaml") if "mtls" not in p.name)
 MTLS = sorted(p for p in EXAMPLES.glob("*.yaml") if p.name != "dynamo-pd-scaledobjects.yaml")
-# What check finds in them: exactly the decode triggers still at kv-cache 0.8, as (file, ScaledObject).
-EXAMPLE_WARNINGS = {
-    "plain": [
-        ("dynamo-pd-scaledobjects.yaml", "dynamo-pd-decoder"),
-        ("sglang-pd-scaledobjects.yaml", "sglang-pd-decode"),
-    ],
-    "mtls": [
-        ("dynamo-pd-scaledobjects-mtls.yaml", "dynamo-pd-decoder"),
-        ("sglang-pd-scaledobjects.yaml", "sglang-pd-decode"),
-    ],
-}
 
 
-@pytest.mark.parametrize(("files", "warned"), [(PLAIN, "plain"), (MTLS, "mtls")], ids=["plain", "mtls"])
-def test_the_shipped_examples_pass(files: list[Path], warned: str) -> None:
+@pytest.mark.parametrize("files", [PLAIN, MTLS], ids=["plain", "mtls"])
+def test_the_shipped_examples_pass(files: list[Path]) -> None:
+    """Not a warning: every shipped decode trigger uses seats, the recommended decode signal."""
     result = pd_scaler_check(*files)
     assert result.returncode == 0, result.stdout
-    expected = [
-        f"{EXAMPLES / file}:{trigger_lines(EXAMPLES / file)[name]}: ScaledObject default/{name} triggers[0]: "
-        + KV_WARNING.format(t="0.8")
-        for file, name in EXAMPLE_WARNINGS[warned]
-    ]
     scaled_objects = sum(len(trigger_lines(f)) for f in files if not f.name.endswith("-values.yaml"))
+    assert scaled_objects == 6
     assert result.stdout.splitlines() == [
-        *expected,
-        f"{len(files)} files, {scaled_objects} ScaledObjects, {scaled_objects} triggers checked: "
-        f"0 errors, {len(expected)} warnings",
+        f"{len(files)} files, {scaled_objects} ScaledObjects, {scaled_objects} triggers checked: 0 errors, 0 warnings"
     ]
 
 
@@ -279,12 +265,15 @@ def test_each_mistake_is_reported_with_file_line_and_key(tmp_path: Path) -> None
     zero = line_of(BROKEN, "metadata: {role: prefill") - 1
     assert result.stdout.splitlines() == [
         f"{f}:{typo}: {llm}/prefill-typo triggers[0]: metadata: error: unknown key 'lagTreshold' (did you mean "
-        "'lagThreshold'?); prefill triggers accept: account, activationLagThreshold, consumer, lagThreshold, "
-        "maxStaleness, natsConnection, natsServer, natsServerMonitoringEndpoint, role, stream, useHttps",
+        "'lagThreshold'?); prefill triggers accept: account, activationLagThreshold, activationThreshold, consumer, "
+        "engine, lagThreshold, maxStaleness, metric, metricsPath, metricsPort, natsConnection, natsServer, "
+        "natsServerMonitoringEndpoint, podSelector, prometheusAddress, prometheusConnection, role, scrape, "
+        "seriesSelector, stream, threshold, useHttps",
         # Invalid metadata does not hide the object's other mistakes.
         f"{f}:{value}: {llm}/value-metric triggers[0]: metadata: error: unknown key 'lag'; prefill triggers "
-        "accept: account, activationLagThreshold, consumer, lagThreshold, maxStaleness, natsConnection, natsServer, "
-        "natsServerMonitoringEndpoint, role, stream, useHttps",
+        "accept: account, activationLagThreshold, activationThreshold, consumer, engine, lagThreshold, maxStaleness, "
+        "metric, metricsPath, metricsPort, natsConnection, natsServer, natsServerMonitoringEndpoint, podSelector, "
+        "prometheusAddress, prometheusConnection, role, scrape, seriesSelector, stream, threshold, useHttps",
         f"{f}:{value}: {llm}/value-metric triggers[0]: metricType: error: pd-scaler reports a total over the role "
         "with a per-replica target, which needs AverageValue (desired = ceil(total / target)); Value multiplies by "
         "the current replicas and overshoots",
@@ -302,6 +291,13 @@ def test_each_mistake_is_reported_with_file_line_and_key(tmp_path: Path) -> None
         f"{tmp_path / 'missing.yaml'}:0: file: -: error: cannot read: [Errno 2] No such file or directory: "
         f"'{tmp_path / 'missing.yaml'}'",
         "2 files, 4 ScaledObjects, 5 triggers checked: 6 errors, 3 warnings",
+    ]
+    # The same manifest on stdin: the same findings, named <stdin>.
+    from_stdin = pd_scaler_check("-", stdin=BROKEN)
+    assert from_stdin.returncode == 1
+    assert from_stdin.stdout.splitlines() == [
+        *(line.replace(f, "<stdin>") for line in result.stdout.splitlines()[:-2]),
+        "1 files, 4 ScaledObjects, 5 triggers checked: 5 errors, 3 warnings",
     ]
 
 
@@ -337,53 +333,84 @@ spec:
     ],
     ids=["gpu-memory-default", "gpu-memory", "kv-cache-default", "kv-cache-0.6", "kv-cache-0.4", "gpu-util"],
 )
+@pytest.mark.parametrize("via", ["file", "stdin"])
 def test_decode_signals_that_do_not_follow_load_are_warned_about(
-    tmp_path: Path, extra: str, max_replicas: str, expected: str | None
+    tmp_path: Path, extra: str, max_replicas: str, expected: str | None, via: str
 ) -> None:
     text = DECODE.format(name="decode", max=max_replicas, extra=extra)
-    result = pd_scaler_check("-", stdin=text)
+    if via == "file":
+        path = write(tmp_path, "decode.yaml", text)
+        result, shown = pd_scaler_check(path), str(path)
+    else:
+        result, shown = pd_scaler_check("-", stdin=text), "<stdin>"
     assert result.returncode == 0
     trigger = line_of(text, "- type: external")
-    findings = [f"<stdin>:{trigger}: ScaledObject llm/decode triggers[0]: {expected}"] if expected else []
+    findings = [f"{shown}:{trigger}: ScaledObject llm/decode triggers[0]: {expected}"] if expected else []
     assert result.stdout.splitlines() == [
         *findings,
         f"1 files, 1 ScaledObjects, 1 triggers checked: 0 errors, {len(findings)} warnings",
     ]
 
 
-def test_a_built_in_prometheus_trigger_on_a_decode_adapter_becomes_the_recommended_decode_trigger() -> None:
-    text = """\
+BUILT_IN_PROMETHEUS = """\
 apiVersion: keda.sh/v1alpha1
 kind: ScaledObject
-metadata: {name: dynamo-decode, namespace: default}
+metadata: {{name: {adapter}, namespace: default}}
 spec:
-  scaleTargetRef: {apiVersion: workloads.x-k8s.io/v1alpha1, kind: RoleBasedGroupScalingAdapter, name: dynamo-pd-decoder}
+  scaleTargetRef: {{apiVersion: workloads.x-k8s.io/v1alpha1, kind: RoleBasedGroupScalingAdapter, name: {adapter}}}
   minReplicaCount: 1
   triggers:
   - type: prometheus
     metadata:
       serverAddress: http://prometheus-operated.monitoring.svc:9090
-      query: avg(DCGM_FI_DEV_FB_USED{pod=~"dynamo-pd-decoder.*"})
-      threshold: "60000"
+      query: {query}
+      threshold: "{threshold}"
 """
+
+
+@pytest.mark.parametrize(
+    ("adapter", "query", "threshold", "converted", "note"),
+    [
+        (
+            "dynamo-pd-decoder",
+            'avg(DCGM_FI_DEV_FB_USED{pod=~"dynamo-pd-decoder.*"})',
+            "60000",
+            ["external", "decode", "metric: seats", "engine: vllm", "maxNumSeqs: '256'", "threshold: '0.8'"],
+            "; maxNumSeqs is vLLM's default: set your engine's sequence limit",
+        ),
+        (
+            "sglang-pd-prefill",
+            'sum(sglang:num_queue_reqs{engine_type="prefill"})',
+            "4",
+            ["external-push", "prefill", "metric: engine-queue", "engine: sglang", "threshold: '4'"],
+            "",
+        ),
+    ],
+    ids=["decode-dcgm", "prefill-sglang-queue"],
+)
+def test_a_built_in_prometheus_trigger_becomes_the_roles_recommended_trigger(
+    adapter: str, query: str, threshold: str, converted: list[str], note: str
+) -> None:
+    text = BUILT_IN_PROMETHEUS.format(adapter=adapter, query=query, threshold=threshold)
     result = pd_scaler_check("-", stdin=text)
     assert result.returncode == 0
+    kind, role, *signal = converted
     assert result.stdout.splitlines() == [
-        "<stdin>:8: ScaledObject default/dynamo-decode triggers[0]: type: warning: KEDA's built-in prometheus "
-        "scaler on a RoleBasedGroupScalingAdapter: pd-scaler never sees this trigger; for the decode role use the "
-        "pd-scaler trigger below (no counterpart for query, threshold)",
-        "  - type: external",  # at the column of the trigger it replaces
+        f"<stdin>:8: ScaledObject default/{adapter} triggers[0]: type: warning: KEDA's built-in prometheus "
+        f"scaler on a RoleBasedGroupScalingAdapter: pd-scaler never sees this trigger; for the {role} role use the "
+        f"pd-scaler trigger below (no counterpart for query, threshold){note}",
+        f"  - type: {kind}",  # at the column of the trigger it replaces
         "    metadata:",
         "      scalerAddress: pd-scaler.keda.svc.cluster.local:9090",
-        "      role: decode",
+        f"      role: {role}",
         "      prometheusAddress: http://prometheus-operated.monitoring.svc:9090",
-        "      metric: kv-cache",
-        "      engine: vllm",
-        "      threshold: '0.4'",
+        *(f"      {line}" for line in signal),
         "1 files, 1 ScaledObjects, 1 triggers checked: 0 errors, 1 warnings",
     ]
     pasted = text.split("  - type: prometheus")[0] + "\n".join(result.stdout.splitlines()[1:-1]) + "\n"
-    assert pd_scaler_check("-", stdin=pasted).stdout.endswith("0 errors, 0 warnings\n")
+    assert pd_scaler_check("-", stdin=pasted).stdout == (
+        "1 files, 1 ScaledObjects, 1 triggers checked: 0 errors, 0 warnings\n"
+    )
 
 
 def test_unreadable_yaml_on_stdin_is_one_error() -> None:

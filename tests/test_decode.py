@@ -139,8 +139,9 @@ async def test_no_series_for_any_pod_is_unavailable_never_zero(
     error = await error_of(scaler.stub, decode_ref(prometheus, name="batch", podSelector="app=batch"))
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert error.details() == (
-        "no gpu-memory series for any of the role's 1 pods (batch-0); "
-        "check that the exporter is scraped and that its series carry the pods' names"
+        f"no gpu-memory series for any of the role's 1 pods (batch-0) in prometheus {prometheus.url} "
+        'query={__name__=~"DCGM_FI_DEV_FB_USED|DCGM_FI_DEV_FB_FREE|DCGM_FI_DEV_FB_RESERVED"}; '
+        "check that the engine or exporter is scraped and that its series carry the pods' names"
     )
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import socket
 import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +88,15 @@ async def test_a_taken_port_ends_the_demo_with_one_line() -> None:
     assert demo.returncode == 2
     assert out == b""
     assert err.decode() == f"pd-scaler demo: HTTP port: cannot listen on 127.0.0.1:{port}: address already in use\n"
+
+
+async def test_without_nats_server_the_demo_says_how_to_get_it(tmp_path: Path) -> None:
+    demo = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "scaler", "demo", "--http-port", str(free_port()), "--grpc-port", str(free_port())),
+        env={**os.environ, "PATH": str(tmp_path)},  # no nats-server on it
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(demo.communicate(), 30)
+    assert (demo.returncode, out) == (2, b"")
+    assert err.decode() == "pd-scaler demo: nats-server is not installed (`make demo` installs it)\n"

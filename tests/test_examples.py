@@ -86,7 +86,7 @@ def test_core_objects_are_valid_kubernetes(file: str, obj: dict[str, Any]) -> No
 
 def test_role_pod_templates_are_valid_kubernetes() -> None:
     groups = of_kind("RoleBasedGroup")
-    assert {g["metadata"]["name"] for g in groups} == {"dynamo-pd", "sglang-pd"}
+    assert {g["metadata"]["name"] for g in groups} == {"dynamo-pd", "sglang-pd", "dynamo-disagg"}
     for group in groups:
         for role in group["spec"]["roles"]:
             template = {
@@ -116,7 +116,8 @@ def test_pd_scaler_triggers_pass_the_scalers_schema_and_dial_the_chart_service()
                 assert trigger["type"] == "external-push", "prefill wakes the role through StreamIsActive"
             else:
                 assert isinstance(spec, DecodeTrigger)
-                assert scaled_object["spec"]["minReplicaCount"] >= 1, "decode measures running pods"
+            if spec.reads_pods or spec.metric == "prefill-tokens":  # Dynamo's frontend drops a model at 0
+                assert scaled_object["spec"]["minReplicaCount"] >= 1, "measured on running pods"
 
 
 def test_each_scaled_object_targets_an_adapter_rbg_creates_for_an_example_role() -> None:
@@ -131,6 +132,8 @@ def test_each_scaled_object_targets_an_adapter_rbg_creates_for_an_example_role()
         ("default", "dynamo-pd-decoder"),
         ("default", "sglang-pd-prefill"),
         ("default", "sglang-pd-decode"),
+        ("default", "dynamo-disagg-prefill"),
+        ("default", "dynamo-disagg-decode"),
     }
     targets = set()
     for scaled_object in of_kind("ScaledObject"):
@@ -138,9 +141,7 @@ def test_each_scaled_object_targets_an_adapter_rbg_creates_for_an_example_role()
         assert ref["kind"] == "RoleBasedGroupScalingAdapter"
         assert ref["apiVersion"] in ADAPTER_API_VERSIONS
         targets.add((scaled_object["metadata"]["namespace"], ref["name"]))
-    assert targets <= adapters
-    # SGLang prefill has no queue signal in pd-scaler yet: its adapter is scaled by hand (see the example).
-    assert adapters - targets == {("default", "sglang-pd-prefill")}
+    assert targets == adapters  # every role of every example scales
 
 
 def test_dynamo_prefill_trigger_reads_the_queue_dynamo_fills() -> None:
@@ -215,3 +216,61 @@ def test_mtls_values_serve_the_certificate_named_for_the_scaler_address() -> Non
     [client] = [c for c in of_kind("Certificate") if "client auth" in c["spec"].get("usages", [])]
     assert client["spec"]["issuerRef"] == server["spec"]["issuerRef"]
     assert values["tls"]["clientCA"]["secretName"] == server["spec"]["secretName"]
+
+
+def _command(group: str, role: str) -> str:
+    roles = {r["name"]: r for r in named("RoleBasedGroup", group)["spec"]["roles"]}
+    [container] = roles[role]["template"]["spec"]["containers"]
+    return " ".join(container["command"])
+
+
+def _container(group: str, role: str) -> dict[str, Any]:
+    roles = {r["name"]: r for r in named("RoleBasedGroup", group)["spec"]["roles"]}
+    [container] = roles[role]["template"]["spec"]["containers"]
+    return dict(container)
+
+
+@pytest.mark.parametrize(
+    ("scaled_object", "group", "role", "limit_flag"),
+    [
+        ("sglang-pd-decode", "sglang-pd", "decode", "--max-running-requests"),
+        ("dynamo-disagg-decode", "dynamo-disagg", "decode", "--max-num-seqs"),
+    ],
+)
+def test_decode_seats_repeat_the_engine_s_limit_and_scrape_its_metrics_port(
+    scaled_object: str, group: str, role: str, limit_flag: str
+) -> None:
+    [trigger] = pd_scaler_triggers(named("ScaledObject", scaled_object))
+    spec = parse(trigger["metadata"])
+    assert isinstance(spec, DecodeTrigger)
+    assert (spec.metric, spec.scrape) == ("seats", "pods")
+    words = _command(group, role).split()
+    assert words[words.index(limit_flag) + 1] == str(spec.max_num_seqs)
+    ports = {p["containerPort"] for p in _container(group, role).get("ports", [])}
+    assert spec.port in ports
+
+
+def test_recommended_decode_signal_everywhere() -> None:
+    """Every shipped decode trigger scales on seats (kv-cache saturates on seats first; gpu-memory is flat)."""
+    decode = [parse(t["metadata"]) for so in of_kind("ScaledObject") for t in pd_scaler_triggers(so)]
+    assert {s.metric for s in decode if isinstance(s, DecodeTrigger)} == {"seats"}
+
+
+def test_every_prefill_scaled_object_scales_down_gradually() -> None:
+    """A queue that empties must not take every replica with it: a stabilization window and a rate limit."""
+    for scaled_object in of_kind("ScaledObject"):
+        if not any(isinstance(parse(t["metadata"]), PrefillTrigger) for t in pd_scaler_triggers(scaled_object)):
+            continue
+        down = scaled_object["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
+        assert down["stabilizationWindowSeconds"] >= 300, scaled_object["metadata"]["name"]
+        assert [p["type"] for p in down["policies"]] == ["Pods"]
+        assert all(p["value"] == 1 for p in down["policies"])
+
+
+def test_current_dynamo_prefill_reads_its_own_deployment_s_frontend() -> None:
+    [trigger] = pd_scaler_triggers(named("ScaledObject", "dynamo-disagg-prefill"))
+    spec = parse(trigger["metadata"])
+    assert isinstance(spec, PrefillTrigger)
+    assert (spec.metric, spec.engine, spec.nats_server) == ("prefill-tokens", "dynamo", None)
+    env = {e["name"]: e["value"] for e in _container("dynamo-disagg", "frontend")["env"]}
+    assert [(m.label, m.op, m.value) for m in spec.matchers] == [("dynamo_namespace", "=", env["DYN_NAMESPACE"])]

@@ -130,6 +130,7 @@ async def test_adapter_selector_resolves_to_exactly_the_decode_pods(
         replicas=2,
         selector=selector,
         pods=("dynamo-pd-decoder-0", "dynamo-pd-decoder-1"),
+        addresses={"dynamo-pd-decoder-0": "10.0.0.1", "dynamo-pd-decoder-1": "10.0.0.1"},
     )
     assert check_bound(source.read(max_age=30)).pods == pd.decode_pods
     assert source.name == "kubernetes scaledobject llm/dynamo-pd-decoder"
@@ -216,7 +217,7 @@ async def test_pod_selector_lists_only_pods(kube: KubeAPI, open_source: Opener) 
     source = await open_source(None, pod_selector=selector)
 
     rp = source.read(max_age=30)
-    assert rp == RolePods(NS, None, None, None, None, None, None, selector, ("web-0",))
+    assert rp == RolePods(NS, None, None, None, None, None, None, selector, ("web-0",), {"web-0": "10.0.0.1"})
     assert check_bound(rp) is rp
     assert [(r.resource, r.query) for r in kube.requests] == [("pods", {"labelSelector": selector})]
     assert source.name == "kubernetes pods llm podSelector='app=engine,tier in (decode),!canary'"

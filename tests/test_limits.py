@@ -23,8 +23,9 @@ from tests.servers import NatsServer
 
 GET_METRICS = "/externalscaler.ExternalScaler/GetMetrics"
 PREFILL_KEYS = (
-    "account, activationLagThreshold, consumer, lagThreshold, maxStaleness, natsConnection, natsServer, "
-    "natsServerMonitoringEndpoint, role, stream, useHttps"
+    "account, activationLagThreshold, activationThreshold, consumer, engine, lagThreshold, maxStaleness, metric, "
+    "metricsPath, metricsPort, natsConnection, natsServer, natsServerMonitoringEndpoint, podSelector, "
+    "prometheusAddress, prometheusConnection, role, scrape, seriesSelector, stream, threshold, useHttps"
 )
 
 

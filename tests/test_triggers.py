@@ -9,6 +9,35 @@ from scaler.triggers import DecodeTrigger, PrefillTrigger, parse
 
 NATS = {"role": "prefill", "natsServer": "nats://nats.default.svc:4222"}
 PROM = {"role": "decode", "prometheusAddress": "http://prometheus.monitoring:9090"}
+ENGINE_QUEUE = {
+    "role": "prefill",
+    "metric": "engine-queue",
+    "threshold": "4",
+    "prometheusAddress": PROM["prometheusAddress"],
+}
+
+
+def test_engine_signals_and_series_selectors() -> None:
+    spec = parse({**ENGINE_QUEUE, "engine": "sglang", "seriesSelector": 'namespace="llm", service=~"sglang-.*"'})
+    assert isinstance(spec, PrefillTrigger)
+    assert (spec.metric_name, spec.target, spec.reads_pods) == ("prefill-engine-queue", 4.0, True)
+    # The matchers become part of the one query (and so of the shared source's key).
+    assert spec.signal.query(spec.matchers) == (
+        '{__name__=~"sglang:num_queue_reqs|sglang_num_queue_reqs|sglang:num_prefill_prealloc_queue_reqs|'
+        "sglang_num_prefill_prealloc_queue_reqs|sglang:num_prefill_inflight_queue_reqs|"
+        'sglang_num_prefill_inflight_queue_reqs", engine_type!="decode", namespace="llm", service=~"sglang-.*"}'
+    )
+    tokens = parse({**ENGINE_QUEUE, "metric": "prefill-tokens", "threshold": "8192"})
+    assert isinstance(tokens, PrefillTrigger)
+    assert (tokens.signal.engine, tokens.reads_pods) == ("dynamo", False)  # the frontend's counts: no pods needed
+    seats = parse({"role": "decode", "metric": "seats", "maxNumSeqs": "256", "scrape": "pods"})
+    assert isinstance(seats, DecodeTrigger)
+    assert (seats.metric_name, seats.port, seats.metrics_path, seats.max_num_seqs) == (
+        "decode-seats",
+        8000,
+        "/metrics",
+        256,
+    )
 
 
 def test_defaults_follow_dynamo_and_the_ack_guide() -> None:
@@ -63,8 +92,9 @@ def test_keda_nats_jetstream_metadata_works_unchanged() -> None:
         (
             {**NATS, "lagTreshold": "3"},
             "unknown key 'lagTreshold' (did you mean 'lagThreshold'?); prefill triggers accept: account, "
-            "activationLagThreshold, consumer, lagThreshold, maxStaleness, natsConnection, natsServer, "
-            "natsServerMonitoringEndpoint, role, stream, useHttps",
+            "activationLagThreshold, activationThreshold, consumer, engine, lagThreshold, maxStaleness, metric, "
+            "metricsPath, metricsPort, natsConnection, natsServer, natsServerMonitoringEndpoint, podSelector, "
+            "prometheusAddress, prometheusConnection, role, scrape, seriesSelector, stream, threshold, useHttps",
         ),
         ({**NATS, "lagThreshold": "0"}, "key 'lagThreshold': invalid value '0': Input should be greater than 0"),
         ({**NATS, "lagThreshold": "-2"}, "key 'lagThreshold': invalid value '-2': Input should be greater than 0"),
@@ -126,7 +156,7 @@ def test_keda_nats_jetstream_metadata_works_unchanged() -> None:
         ),
         (
             {**PROM, "metric": "kv"},
-            "key 'metric': invalid value 'kv': Input should be 'gpu-memory', 'gpu-util' or 'kv-cache'",
+            "key 'metric': invalid value 'kv': Input should be 'gpu-memory', 'gpu-util', 'kv-cache' or 'seats'",
         ),
         ({**PROM, "threshold": "80"}, "key 'threshold': invalid value '80': Input should be less than or equal to 1"),
         ({**PROM, "threshold": "0"}, "key 'threshold': invalid value '0': Input should be greater than 0"),
@@ -134,7 +164,7 @@ def test_keda_nats_jetstream_metadata_works_unchanged() -> None:
             {**PROM, "metric": "kv-cache", "engine": "trtllm"},
             "key 'engine': invalid value 'trtllm': Input should be 'vllm', 'sglang' or 'dynamo'",
         ),
-        ({**PROM, "engine": "sglang"}, "engine only applies with metric: kv-cache"),
+        ({**PROM, "engine": "sglang"}, "key 'engine' applies only with metric: kv-cache, seats"),
         (
             {**PROM, "activationThreshold": "-0.1"},
             "key 'activationThreshold': invalid value '-0.1': Input should be greater than or equal to 0",
@@ -157,16 +187,76 @@ def test_keda_nats_jetstream_metadata_works_unchanged() -> None:
         (
             {**PROM, "lagThreshold": "5"},
             "unknown key 'lagThreshold' (did you mean 'threshold'?); decode triggers accept: "
-            "activationThreshold, engine, maxStaleness, metric, podSelector, prometheusAddress, "
-            "prometheusConnection, role, threshold",
+            "activationThreshold, engine, maxNumSeqs, maxStaleness, metric, metricsPath, metricsPort, podSelector, "
+            "prometheusAddress, prometheusConnection, role, scrape, seriesSelector, threshold",
         ),
         (
             {**NATS, "lagThreshold": "5", "lagThresholdFromEnv": "6"},
             "key 'lagThreshold' is given twice (as 'lagThreshold' and 'lagThresholdFromEnv'); keep one",
         ),
+        # Engine and router signals.
+        ({**ENGINE_QUEUE, "threshold": None}, "key 'threshold' is required with metric: engine-queue"),
+        (
+            {**ENGINE_QUEUE, "natsServer": "nats://nats:4222", "lagThreshold": "5"},
+            "keys 'lagThreshold', 'natsServer' apply only with metric: queue-lag",
+        ),
+        (
+            {**NATS, "threshold": "3", "scrape": "pods"},
+            "keys 'threshold', 'scrape' apply only with metric: engine-queue or prefill-tokens, not with queue-lag",
+        ),
+        (
+            {**ENGINE_QUEUE, "metric": "prefill-tokens", "engine": "sglang"},
+            "key 'engine': SGLang exports only request counts for its prefill queues (sglang:num_queue_reqs and the "
+            "PD prefill queues), no waiting prompt tokens: use metric: engine-queue",
+        ),
+        (
+            {**ENGINE_QUEUE, "engine": "dynamo"},
+            "key 'engine': Dynamo's frontend exports the prefill workers' waiting prompt tokens, not a request "
+            "queue: use metric: prefill-tokens, or engine: vllm / sglang to read the workers' own engine metrics",
+        ),
+        (
+            {**PROM, "metric": "seats"},
+            "key 'maxNumSeqs' is required with metric: seats: set it to the engine's sequence limit (vLLM "
+            "--max-num-seqs, SGLang --max-running-requests); neither engine exports it",
+        ),
+        ({**PROM, "metric": "kv-cache", "maxNumSeqs": "256"}, "key 'maxNumSeqs' applies only with metric: seats"),
+        (
+            {**PROM, "metric": "gpu-util", "scrape": "pods", "prometheusAddress": None},
+            "key 'scrape': gpu-util comes from dcgm-exporter, not the role's pods: read it through Prometheus "
+            "(scrape: prometheus)",
+        ),
+        (
+            {**PROM, "metric": "kv-cache", "scrape": "pods"},
+            "key 'prometheusAddress' applies only with scrape: prometheus (the default), not with scrape: pods",
+        ),
+        ({**PROM, "metricsPort": "8000"}, "key 'metricsPort' applies only with scrape: pods"),
+        (
+            {**PROM, "metric": "kv-cache", "scrape": "pods", "prometheusAddress": None, "metricsPort": "0"},
+            "key 'metricsPort': invalid value '0': Input should be greater than or equal to 1",
+        ),
+        (
+            {**ENGINE_QUEUE, "metric": "prefill-tokens", "engine": None, "scrape": "pods", "prometheusAddress": None},
+            "key 'podSelector' is required with prefill-tokens and scrape: pods: Dynamo's frontend exports these "
+            "counts, so select the frontend's pods",
+        ),
+        (
+            {**PROM, "seriesSelector": 'namespace="llm" service="x"'},
+            'key \'seriesSelector\': invalid value \'namespace="llm" service="x"\': expected label="value" '
+            'matchers, comma-separated; cannot read \'namespace="llm" service="x"\'',
+        ),
+        (
+            {**PROM, "seriesSelector": 'pod=~"decode-(["'},
+            "key 'seriesSelector': invalid value 'pod=~\"decode-([\"': pod=~: not a regular expression: "
+            "unterminated character set at position 8",
+        ),
+        (
+            {**PROM, "seriesSelector": '__name__="up"'},
+            "key 'seriesSelector': invalid value '__name__=\"up\"': __name__ is chosen by the metric; match other "
+            "labels",
+        ),
     ],
 )
 def test_bad_metadata_names_the_key_the_value_and_what_is_accepted(metadata: dict[str, str], message: str) -> None:
     with pytest.raises(InvalidTrigger) as caught:
-        parse(metadata)
+        parse({k: v for k, v in metadata.items() if v is not None})
     assert caught.value.message == message

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi
@@ -41,6 +42,7 @@ class RolePods:
     replicas: int | None  # the adapter's status.replicas
     selector: str  # the label selector the pods were listed with ("" while the adapter has none)
     pods: tuple[str, ...]  # names of pods neither finished nor being deleted, sorted
+    addresses: Mapping[str, str] = field(default_factory=dict)  # pod → status.podIP, for scraping its /metrics
 
     @property
     def bound(self) -> bool:
@@ -111,7 +113,9 @@ class RoleSource(Source[RolePods]):
     async def fetch(self) -> RolePods:
         if self.pod_selector is not None:
             pods = await self._pods(self.pod_selector, override=True)
-            return RolePods(self.namespace, self.scaledobject, None, None, None, None, None, self.pod_selector, pods)
+            return RolePods(
+                self.namespace, self.scaledobject, None, None, None, None, None, self.pod_selector, tuple(pods), pods
+            )
 
         ref = await self._scale_target_ref()
         adapter_name = str(ref["name"])
@@ -119,7 +123,7 @@ class RoleSource(Source[RolePods]):
         spec_ref = _dig(adapter, "spec", "scaleTargetRef")
         phase = _str(_dig(adapter, "status", "phase"))
         selector = _str(_dig(adapter, "status", "selector")) or ""
-        pods = await self._pods(selector) if phase == BOUND and selector else ()
+        pods = await self._pods(selector) if phase == BOUND and selector else {}
         return RolePods(
             namespace=self.namespace,
             scaledobject=self.scaledobject,
@@ -129,7 +133,8 @@ class RoleSource(Source[RolePods]):
             phase=phase,
             replicas=_int(_dig(adapter, "status", "replicas")),
             selector=selector,
-            pods=pods,
+            pods=tuple(pods),
+            addresses=pods,
         )
 
     async def _scale_target_ref(self) -> dict[str, Any]:
@@ -197,12 +202,13 @@ class RoleSource(Source[RolePods]):
             return adapter if isinstance(adapter, dict) else {}
         raise NotFound(f"{ADAPTER_KIND} {self.namespace}/{name} not found: {_not_served(versions)}")
 
-    async def _pods(self, selector: str, *, override: bool = False) -> tuple[str, ...]:
+    async def _pods(self, selector: str, *, override: bool = False) -> dict[str, str]:
+        """Name → pod IP ("" until it has one) of the pods neither finished nor being deleted, sorted by name."""
         call = ApiCall("list", "pods", self.namespace, label_selector=selector)
         try:
             data = await request(call, self.request_timeout, self._list_pods_json, selector)
         except Missing:  # the namespace is gone: no pods
-            return ()
+            return {}
         except ApiFailure as exc:
             if override and exc.status == 400:  # the server could not parse the user's selector
                 raise InvalidTrigger(
@@ -213,19 +219,18 @@ class RoleSource(Source[RolePods]):
             items = _json(data).get("items") or []
         except ValueError:
             raise SourceUnavailable(f"kubernetes: {call}: the answer is not a JSON PodList") from None
-        return tuple(
-            sorted(
-                str(_dig(pod, "metadata", "name"))
-                for pod in items
-                if _dig(pod, "status", "phase") not in _FINISHED and not _dig(pod, "metadata", "deletionTimestamp")
-            )
-        )
+        live = {
+            str(_dig(pod, "metadata", "name")): _str(_dig(pod, "status", "podIP")) or ""
+            for pod in items
+            if _dig(pod, "status", "phase") not in _FINISHED and not _dig(pod, "metadata", "deletionTimestamp")
+        }
+        return dict(sorted(live.items()))
 
     def _list_pods_json(self, selector: str, **options: Any) -> bytes:
         """The raw PodList (runs in the worker thread: the body is read there too, not on the loop).
 
-        Raw JSON rather than V1PodList: only names, phases and deletion marks are needed, and the models reject
-        objects from newer API servers that they do not know how to validate."""
+        Raw JSON rather than V1PodList: only names, phases, deletion marks and pod IPs are needed, and the models
+        reject objects from newer API servers that they do not know how to validate."""
         # With _preload_content=False the client returns the urllib3 response, whatever its annotation says.
         response: Any = self._core.list_namespaced_pod(
             self.namespace, label_selector=selector, _preload_content=False, **options

@@ -9,6 +9,13 @@
   waiting queue); `vllm:num_preemptions` = preemptions so far (a counter).
 - DCGM GPU utilisation: the share of the last scrape interval the replica spent computing.
 Pods being removed keep exporting until they stop (pd-scaler leaves them out: they are not the role's pods).
+
+The prefill role, as the router-based stacks export it (current Dynamo, SGLang PD: no JetStream queue; the
+router hands each request to a prefill engine at once, where it waits): the model's FIFO of requests not yet
+started is the requests waiting on the prefill engines, each attributed to an engine that is up in turn
+(`vllm:num_requests_waiting`), and, for Dynamo's frontend, the prompt tokens queued (router's pending
+`dynamo_frontend_router_queue_pending_isl_tokens`) and in flight on each worker
+(`dynamo_frontend_worker_active_prefill_tokens`).
 """
 
 from __future__ import annotations
@@ -46,11 +53,19 @@ VLLM: dict[str, Callable[[PodSample], float]] = {
 }
 
 
+@dataclass(frozen=True)
+class PrefillSample:
+    pods: tuple[str, ...]  # prefill engines that are up and not being removed
+    waiting: tuple[int, ...]  # prompt tokens of each request not yet started, oldest first
+    active: tuple[tuple[str, int], ...]  # (pod, prompt tokens) of each request being prefilled
+
+
 class Scraper:
     def __init__(self, cluster: Cluster, interval: float = 15.0) -> None:
         self.cluster = cluster
         self.interval = interval
         self.samples: tuple[PodSample, ...] = ()
+        self.prefill = PrefillSample((), (), ())
         self._busy: dict[str, tuple[float, float]] = {}  # pod → (time, busy seconds) at the last scrape
 
     def scrape(self, now: float) -> None:
@@ -77,6 +92,17 @@ class Scraper:
                 )
             )
         self.samples, self._busy = tuple(samples), busy
+        up = [p for p in cluster.prefill if p.ready_at <= now and not p.draining]
+        self.prefill = PrefillSample(
+            tuple(p.name for p in up),
+            tuple(r.prompt for r in cluster.prefill_queue),
+            tuple((p.name, p.busy.prompt) for p in cluster.prefill if p.busy is not None),
+        )
+
+    def prefill_waiting(self) -> list[tuple[str, float]]:
+        """(pod, requests waiting) per prefill engine that is up: the queue dealt out to them in turn."""
+        pods, waiting = self.prefill.pods, len(self.prefill.waiting)
+        return [(pod, float(waiting // len(pods) + (i < waiting % len(pods)))) for i, pod in enumerate(pods)]
 
     def vllm_series(self, name: str) -> list[tuple[str, float]]:
         """(pod, value) of one vLLM V1 series at the last scrape, for the engines that are up."""

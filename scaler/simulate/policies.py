@@ -35,16 +35,22 @@ from scaler.simulate.exporters import Scraper
 from scaler.simulate.sources import NAMESPACE, SimClock, SimSources
 from scaler.simulate.trace import Request
 from scaler.sources.base import Source
-from scaler.triggers import METRICS, PrefillTrigger, parse
+from scaler.triggers import METRICS, DecodeTrigger, PrefillTrigger, parse
 
 if TYPE_CHECKING:
     from scaler.simulate.simulation import Config
 
 PD_SCALER_PREFILL = {"role": "prefill", "natsServer": "nats://sim:4222", "lagThreshold": "5"}
+# With --prefill-metadata metric=engine-queue or prefill-tokens: the engines' or Dynamo's router's counts instead.
+PD_SCALER_PREFILL_SIGNAL = {"role": "prefill", "prometheusAddress": "http://sim:9090"}
 PD_SCALER_DECODE = {"role": "decode", "prometheusAddress": "http://sim:9090", "threshold": "0.8"}
 KEDA_LAG_THRESHOLD = 5.0  # the ACK guide's lagThreshold
 KEDA_MEMORY_THRESHOLD = 0.8
-_PREFILL_KEYS = frozenset(f.alias or n for n, f in PrefillTrigger.model_fields.items()) - {"role", "maxStaleness"}
+# `+key=value` options go to the prefill trigger for keys only it has; keys both have (metric, threshold, ...)
+# go to decode, as before prefill had engine metrics (the prefill ones are set with --prefill-metadata).
+_PREFILL_KEYS = frozenset(f.alias or n for n, f in PrefillTrigger.model_fields.items()) - frozenset(
+    f.alias or n for n, f in DecodeTrigger.model_fields.items()
+)
 
 
 @dataclass(frozen=True)
@@ -242,11 +248,15 @@ def _positive_number(policy: Policy, key: str, value: str) -> float:
     return number
 
 
-def pd_scaler_metadata(policy: Policy, settings: Settings) -> dict[str, dict[str, str]]:
-    """The two triggers' metadata as in the ScaledObjects, checked by the real schema (InvalidTrigger if wrong)."""
-    prefill = {**PD_SCALER_PREFILL, **settings.prefill_metadata}
+def pd_scaler_metadata(policy: Policy, settings: Settings, max_num_seqs: int = 256) -> dict[str, dict[str, str]]:
+    """The two triggers' metadata as in the ScaledObjects, checked by the real schema (InvalidTrigger if wrong).
+    `max_num_seqs`: the modelled engine's, which a `seats` trigger repeats as its users would."""
+    queue_lag = settings.prefill_metadata.get("metric", "queue-lag") == "queue-lag"
+    prefill = {**(PD_SCALER_PREFILL if queue_lag else PD_SCALER_PREFILL_SIGNAL), **settings.prefill_metadata}
     metric = settings.decode_metadata.get("metric", policy.decode_metric)
-    decode = {**PD_SCALER_DECODE, "metric": metric, **({"engine": "vllm"} if metric == "kv-cache" else {})}
+    engine = {"engine": "vllm"} if metric in ("kv-cache", "seats") else {}
+    seats = {"maxNumSeqs": str(max_num_seqs)} if metric == "seats" else {}
+    decode = {**PD_SCALER_DECODE, "metric": metric, **engine, **seats}
     decode |= settings.decode_metadata
     if policy.decode_threshold is not None:
         decode["threshold"] = policy.decode_threshold
@@ -403,7 +413,7 @@ class PdScalerController(KedaController):
 
     def __init__(self, policy: Policy, ctx: Context) -> None:
         cluster, settings = ctx.cluster, ctx.settings
-        metadata = pd_scaler_metadata(policy, settings)
+        metadata = pd_scaler_metadata(policy, settings, cluster.profile.max_num_seqs)
         self.sources = SimSources(
             cluster, ctx.scraper, Metrics(), ctx.clock, settings.refresh_interval, settings.kube_refresh_interval
         )

@@ -2,7 +2,7 @@
 
 The engine, policy and signal code are the production ones; only `fetch()` differs: the prefill consumer's lag is
 the model's queue, Prometheus answers with the series the exporters would have had at the last scrape (shaped as
-Prometheus returns them), and the role's pods are the modelled decode replicas not being removed.
+Prometheus returns them), and the role's pods are the modelled replicas of the role not being removed.
 """
 
 from __future__ import annotations
@@ -11,16 +11,21 @@ import math
 from collections.abc import Callable
 
 from scaler import signals
+from scaler.errors import InvalidTrigger
 from scaler.kube import RolePods
 from scaler.metrics import Metrics
 from scaler.observations import ConsumerLag
 from scaler.simulate.cluster import Cluster
-from scaler.simulate.exporters import Scraper
+from scaler.simulate.exporters import RUNNING, WAITING, Scraper
 from scaler.simulate.profile import Profile
 from scaler.sources.base import LagSource, Source, SourcePool
-from scaler.triggers import ENGINES, METRICS, DecodeTrigger, PrefillTrigger
+from scaler.sources.pods import PodScrapeSource
+from scaler.triggers import ENGINES, METRICS, PrefillTrigger, TriggerSpec
 
 NAMESPACE = "sim"
+# The engine signals the modelled engines export (vLLM V1; Dynamo's frontend), besides every decode fraction.
+SIGNALS = (("decode", "seats", "vllm"), ("prefill", "engine-queue", "vllm"), ("prefill", "prefill-tokens", "dynamo"))
+ACTIVE_TOKENS, PENDING_TOKENS = signals.signal("prefill", "prefill-tokens", "dynamo").names
 
 
 class SimClock:
@@ -75,7 +80,11 @@ def engine_series(scraper: Scraper, name: str) -> tuple[signals.Series, ...]:
 
 def _series_for(query: str, profile: Profile) -> Callable[[Scraper], tuple[signals.Series, ...]]:
     """How to answer `query` from the last scrape: the same series a real Prometheus would return for it."""
-    kinds = {signals.query(metric, engine): (metric, engine) for metric in METRICS for engine in ENGINES}
+    kinds = {
+        signals.query(metric, engine): (metric, engine) for metric in METRICS if metric != "seats" for engine in ENGINES
+    }
+    for role, metric, engine in SIGNALS:
+        kinds[signals.signal(role, metric, engine).query()] = (metric, engine)
     if query not in kinds:
         raise ValueError(f"the simulator has no exporter for the query {query!r}")
     metric, engine = kinds[query]
@@ -103,28 +112,51 @@ def _series_for(query: str, profile: Profile) -> Callable[[Scraper], tuple[signa
     def kv_cache(scraper: Scraper) -> tuple[signals.Series, ...]:
         return tuple(signals.Series(_labels(s.pod, name), s.kv_fill) for s in scraper.samples if s.ready)
 
-    return {"gpu-memory": memory, "gpu-util": util, "kv-cache": kv_cache}[metric]
+    def seats(scraper: Scraper) -> tuple[signals.Series, ...]:
+        return engine_series(scraper, RUNNING) + engine_series(scraper, WAITING)
+
+    def engine_queue(scraper: Scraper) -> tuple[signals.Series, ...]:
+        return tuple(signals.Series(_labels(pod, WAITING), n) for pod, n in scraper.prefill_waiting())
+
+    def prefill_tokens(scraper: Scraper) -> tuple[signals.Series, ...]:
+        frontend = {"pod": "sim-frontend-0", "namespace": NAMESPACE, "dynamo_namespace": NAMESPACE}
+        pending = {**frontend, "__name__": PENDING_TOKENS, "worker_type": "prefill"}
+        active = [
+            {**frontend, "__name__": ACTIVE_TOKENS, "worker_type": "prefill", "worker_id": pod, "dp_rank": "0"}
+            for pod, _ in scraper.prefill.active
+        ]
+        return (
+            signals.Series(pending, float(sum(scraper.prefill.waiting))),
+            *(signals.Series(labels, float(t)) for labels, (_, t) in zip(active, scraper.prefill.active, strict=True)),
+        )
+
+    series = {"gpu-memory": memory, "gpu-util": util, "kv-cache": kv_cache, "seats": seats}
+    return {**series, "engine-queue": engine_queue, "prefill-tokens": prefill_tokens}[metric]
 
 
 class SimRoleSource(Source[RolePods]):
     kind = "kubernetes"
 
-    def __init__(self, cluster: Cluster, scaledobject: str, interval: float, metrics: Metrics, clock: SimClock) -> None:
+    def __init__(
+        self, cluster: Cluster, scaledobject: str, role: str, interval: float, metrics: Metrics, clock: SimClock
+    ) -> None:
         super().__init__(f"kubernetes sim scaledobject {NAMESPACE}/{scaledobject}", interval, metrics, clock)
         self.cluster = cluster
         self.scaledobject = scaledobject
+        self.role = role
 
     async def fetch(self) -> RolePods:
-        pods = tuple(sorted(d.name for d in self.cluster.decode if not d.draining))
+        pool = self.cluster.prefill if self.role == "prefill" else self.cluster.decode
+        pods = tuple(sorted(r.name for r in pool if not r.draining))
         return RolePods(
             namespace=NAMESPACE,
             scaledobject=self.scaledobject,
-            adapter="sim-decode",
+            adapter=f"sim-{self.role}",
             rolebasedgroup="sim",
-            role="decode",
+            role=self.role,
             phase="Bound",
             replicas=len(pods),
-            selector="rbg.workloads.x-k8s.io/role-name=decode",
+            selector=f"rbg.workloads.x-k8s.io/role-name={self.role}",
             pods=pods,
         )
 
@@ -157,17 +189,22 @@ class SimSources:
             lambda: SimLagSource(self.cluster, name, self.refresh_interval, self.metrics, self.clock),
         )
 
-    def prometheus_source(self, spec: DecodeTrigger, query: str) -> SimPrometheusSource:
+    def prometheus_source(self, spec: TriggerSpec, query: str) -> SimPrometheusSource:
         return self.pool.get(
             ("prometheus", query),
             lambda: SimPrometheusSource(self.scraper, query, self.refresh_interval, self.metrics, self.clock),
         )
 
-    def role_source(self, namespace: str, scaledobject: str, spec: DecodeTrigger) -> SimRoleSource:
+    def role_source(self, namespace: str, scaledobject: str, spec: TriggerSpec) -> SimRoleSource:
         return self.pool.get(
             ("kubernetes", namespace, scaledobject),
-            lambda: SimRoleSource(self.cluster, scaledobject, self.kube_refresh_interval, self.metrics, self.clock),
+            lambda: SimRoleSource(
+                self.cluster, scaledobject, spec.role, self.kube_refresh_interval, self.metrics, self.clock
+            ),
         )
+
+    def scrape_source(self, role: Source[RolePods], spec: TriggerSpec) -> PodScrapeSource:
+        raise InvalidTrigger("the simulator answers as Prometheus does: leave scrape at its default")
 
     async def close(self) -> None:
         await self.pool.close()

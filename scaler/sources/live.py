@@ -1,4 +1,5 @@
-"""The production source provider: NATS (JetStream API or /jsz), Prometheus, and the Kubernetes API."""
+"""The production source provider: NATS (JetStream API or /jsz), Prometheus, the role's pods' /metrics, and the
+Kubernetes API."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ from typing import Any
 from kubernetes.client import ApiClient
 
 from scaler.connections import Connections, NatsProfile, PrometheusProfile
-from scaler.kube import RoleSource, load_api_client
+from scaler.kube import RolePods, RoleSource, load_api_client
 from scaler.metrics import Metrics
 from scaler.sources import bounded
-from scaler.sources.base import DEFAULT_MAX_SOURCES, Clock, LagSource, SourcePool
+from scaler.sources.base import DEFAULT_MAX_SOURCES, Clock, LagSource, Source, SourcePool
 from scaler.sources.jsz import JszSource
 from scaler.sources.nats import JetStreamLagSource, NatsConnections
+from scaler.sources.pods import PodScrapeSource
 from scaler.sources.prometheus import PrometheusSource
-from scaler.triggers import DecodeTrigger, PrefillTrigger
+from scaler.triggers import PrefillTrigger, TriggerSpec
 
 
 class LiveSources:
@@ -72,7 +74,7 @@ class LiveSources:
             ),
         )
 
-    def prometheus_source(self, spec: DecodeTrigger, query: str) -> PrometheusSource:
+    def prometheus_source(self, spec: TriggerSpec, query: str) -> PrometheusSource:
         if spec.prometheus_connection is not None:
             label, profile = spec.prometheus_connection, self.connections.prometheus_profile(spec.prometheus_connection)
         else:
@@ -91,7 +93,7 @@ class LiveSources:
             ),
         )
 
-    def role_source(self, namespace: str, scaledobject: str, spec: DecodeTrigger) -> RoleSource:
+    def role_source(self, namespace: str, scaledobject: str, spec: TriggerSpec) -> RoleSource:
         if self._kube is None:
             self._kube = load_api_client(self.kubeconfig)
         api = self._kube
@@ -102,6 +104,17 @@ class LiveSources:
             lambda: RoleSource(
                 api, namespace, owner, self.kube_refresh_interval, self.metrics, self.clock,
                 pod_selector=spec.pod_selector,
+            ),
+        )  # fmt: skip
+
+    def scrape_source(self, role: Source[RolePods], spec: TriggerSpec) -> PodScrapeSource:
+        # One scraper per pod set (named by its role source) and port/path, whatever reads it.
+        port, path = spec.port, spec.metrics_path
+        return self.pool.get(
+            ("pods", role.name, port, path),
+            lambda: PodScrapeSource(
+                role, port, path, self.refresh_interval, self.metrics, self.clock,
+                role_max_age=max(spec.max_staleness, 3 * role.interval), max_bytes=self.max_body_bytes,
             ),
         )  # fmt: skip
 
