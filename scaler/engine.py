@@ -12,7 +12,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import grpc
@@ -49,6 +49,14 @@ class Ref:
     namespace: str
     name: str
     metadata: Mapping[str, str]
+    # What identifies its evaluator. KEDA's own keys (scalerAddress, enableTLS, …) do not change the trigger.
+    key: EvaluatorKey = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        items = self.metadata.items()
+        if not KEDA_KEYS.isdisjoint(self.metadata):
+            items = {(k, v) for k, v in items if k not in KEDA_KEYS}  # type: ignore[assignment]
+        object.__setattr__(self, "key", (self.namespace, self.name, frozenset(items)))
 
 
 class SourceProvider(Protocol):
@@ -110,7 +118,7 @@ class Engine:
         """Metric name and per-replica target: the latest target a decision gave, else the trigger's.
         Starts the sources, so GetMetrics finds a sample."""
         spec = self.evaluator(ref).spec
-        return spec.metric_name, self.targets.get(self._key(ref), spec.target)
+        return spec.metric_name, self.targets.get(ref.key, spec.target)
 
     async def decide(self, ref: Ref) -> Decision:
         ev = self.evaluator(ref)
@@ -163,7 +171,7 @@ class Engine:
         if self._evaluators_generation != pool.generation:
             self._evaluators.clear()
             self._evaluators_generation = pool.generation
-        key = self._key(ref)
+        key = ref.key
         ev = self._evaluators.get(key)
         if ev is not None:
             self._evaluators.move_to_end(key)
@@ -184,11 +192,6 @@ class Engine:
         if len(self._evaluators) > self.max_scaledobjects:
             self._evaluators.popitem(last=False)
         return ev
-
-    @staticmethod
-    def _key(ref: Ref) -> EvaluatorKey:
-        # KEDA's own keys (scalerAddress, enableTLS, …) do not change the trigger: not part of its identity.
-        return (ref.namespace, ref.name, frozenset((k, v) for k, v in ref.metadata.items() if k not in KEDA_KEYS))
 
     def _prefill(self, spec: PrefillTrigger) -> Evaluator:
         source = self.sources.lag_source(spec)
@@ -250,7 +253,7 @@ class Engine:
             self._failed(ref, exc)
             raise
         self.status.decided(ref.namespace, ref.name, ev.spec.role, ev.policy, decision, now)
-        self.targets.set(self._key(ref), decision.target)
+        self.targets.set(ref.key, decision.target)
         answer = (decision.value, decision.target, decision.active, decision.unmeasured)
         if answer != seen.answer:  # KEDA asks again and again; the gauges change far less often
             seen.answer = answer

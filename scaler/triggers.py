@@ -489,6 +489,10 @@ def check_size(metadata: Mapping[str, str]) -> None:
     """InvalidTrigger if the metadata has too many keys or a key or value too long; cheap, so it runs first."""
     if len(metadata) > MAX_KEYS:
         raise InvalidTrigger(f"the trigger metadata has {len(metadata)} keys; at most {MAX_KEYS} are accepted")
+    if not metadata or (
+        max(map(len, metadata)) <= MAX_KEY_LENGTH and max(map(len, metadata.values())) <= MAX_VALUE_LENGTH
+    ):
+        return  # the usual case, without a loop in Python
     for key, value in metadata.items():
         if len(key) > MAX_KEY_LENGTH:
             raise InvalidTrigger(f"key {echo(key)} is {len(key)} characters long; keys have at most {MAX_KEY_LENGTH}")
