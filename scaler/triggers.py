@@ -438,10 +438,6 @@ class DecodeTrigger(SignalKeys, TriggerBase):
         return self
 
     @property
-    def kv_engine(self) -> str:
-        return self.engine or "vllm"
-
-    @property
     def metric_name(self) -> str:
         return metric_name("decode", self.metric)
 
