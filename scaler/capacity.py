@@ -4,16 +4,17 @@ KEDA's `AverageValue` turns value and target into `ceil(demand / capacity)` repl
 demand and the target is what one replica sustains within the SLO:
 
 - prefill, in prompt tokens per second: the arrival rate forecast over the start-up delay (capacity ordered now
-  serves a start-up delay later), with queueing head-room for the TTFT SLO, plus the backlog's tokens to drain
-  within the TTFT SLO; against one replica's prefill throughput.
+  serves a start-up delay later), with queueing head-room for the TTFT SLO, plus the backlog's tokens to drain by
+  the time capacity ordered now serves; against one replica's prefill throughput.
 - decode, in sequences: what the role holds (running + waiting, or its KV cache's worth of sequences if that is
-  more), grown by the prefill arrivals forecast over the start-up delay and the prefill backlog about to enter
-  decode; against the sequences one replica runs within the ITL SLO (its seats). Optional bounds keep decode
+  more), grown as the prefill arrivals are forecast to grow over the start-up delay; against the sequences one
+  replica runs within the ITL SLO (its seats), its KV cache counted full at 90 %. Optional bounds keep decode
   within `minDecodePerPrefill`..`maxDecodePerPrefill` replicas per prefill replica.
 
 Rates come from a source's sample history, never from state kept between calls, so two scaler replicas reading
-the same sources reach the same answer. Scale-down is held by the burst term: the forecast is at least the
-busiest half-window of the last start-up delay, so replicas go only once a whole start-up delay fits fewer.
+the same sources reach the same answer. Scale-down is held by the burst term: the prefill forecast is at least
+the busiest half-window of the last ten minutes (bursts shorter than a start-up delay can only be met by capacity
+already there, and they recur), so replicas go only once that long a stretch fits fewer.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ from dataclasses import dataclass
 from scaler.errors import SourceUnavailable
 from scaler.observations import Decision, DecodeLoad, PrefillHistory, QueueSample
 
+# Prefill provisions for the busiest half-window seen this long ago (at least a start-up delay): a burst shorter
+# than the start-up delay is over before capacity ordered for it arrives, so only capacity kept since the last
+# one serves the next.
+BURST_MEMORY = 600.0
+
 
 @dataclass(frozen=True)
 class PrefillSettings:
@@ -32,6 +38,7 @@ class PrefillSettings:
     ttft: float = 1.0  # SLO: seconds a prompt may wait beyond its own prefill
     startup_delay: float = 120.0  # seconds from ordering a replica to its serving
     window: float = 60.0  # rates are measured over this many seconds
+    burst_memory: float = BURST_MEMORY
 
 
 @dataclass(frozen=True)
@@ -39,8 +46,12 @@ class DecodeSettings:
     seats: float  # sequences one replica runs within the ITL SLO
     startup_delay: float = 120.0
     window: float = 60.0
+    burst_memory: float = BURST_MEMORY
     min_per_prefill: float | None = None  # bounds on decode replicas per prefill replica
     max_per_prefill: float | None = None
+    # A replica's KV cache counts as full at this fill: engines preempt sequences when it runs out, and the running
+    # ones grow a token per step, so a replica at 100 % already holds more than it can serve.
+    kv_target: float = 0.9
 
 
 @dataclass(frozen=True)
@@ -66,7 +77,7 @@ class PrefillDemand:
     headroom: float  # queueing head-room factor for the TTFT SLO (1 + mean prefill time / ttft)
     backlog: int
     backlog_tokens: float
-    drain: float  # backlog tokens / ttft
+    drain: float  # backlog tokens / (start-up delay + ttft)
 
     @property
     def value(self) -> float:
@@ -94,10 +105,12 @@ def _rate(samples: Sequence[QueueSample], start: float, end: float, tokens: bool
     return ((b.arrived_tokens - a.arrived_tokens) if tokens else float(b.arrived - a.arrived)) / (b.t - a.t)
 
 
-def forecast(history: PrefillHistory, startup_delay: float, window: float, tokens: bool = True) -> Forecast:
+def forecast(
+    history: PrefillHistory, startup_delay: float, window: float, memory: float, tokens: bool = True
+) -> Forecast:
     """Arrivals per second to provision for a start-up delay ahead: the current rate extended along its trend
     (slope between the last two windows, when the history covers them), or the busiest half-window of the last
-    start-up delay, whichever is higher."""
+    `memory` seconds (at least a start-up delay), whichever is higher."""
     samples = history.samples
     now = samples[-1].t
     span = now - samples[0].t
@@ -106,17 +119,18 @@ def forecast(history: PrefillHistory, startup_delay: float, window: float, token
     if span >= 2 * window:
         previous = _rate(samples, now - 2 * window, now - window, tokens)
         trend = max(0.0, current + (current - previous) / window * startup_delay)
-    bucket = window / 2
+    bucket = window / 4
+    lookback = max(startup_delay, memory)
     peak, end = 0.0, now
-    while end > now - startup_delay and end - bucket >= samples[0].t:
+    while end > now - lookback and end - bucket >= samples[0].t:
         peak = max(peak, _rate(samples, end - bucket, end, tokens))
         end -= bucket
-    return Forecast(now=current, trend=trend, peak=peak, span=min(span, max(window, startup_delay)))
+    return Forecast(now=current, trend=trend, peak=peak, span=min(span, max(window, lookback)))
 
 
 def prefill_demand(history: PrefillHistory, settings: PrefillSettings) -> PrefillDemand:
-    tokens = forecast(history, settings.startup_delay, settings.window, tokens=True)
-    messages = forecast(history, settings.startup_delay, settings.window, tokens=False)
+    tokens = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, tokens=True)
+    messages = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, tokens=False)
     last = history.last
     # Mean prompt over the window's arrivals (or the backlog's): its prefill time sets the queueing head-room an
     # M/G/c-like pool needs to keep the wait within the TTFT SLO (utilisation ttft / (ttft + service time)).
@@ -133,7 +147,9 @@ def prefill_demand(history: PrefillHistory, settings: PrefillSettings) -> Prefil
         headroom=headroom,
         backlog=last.backlog,
         backlog_tokens=last.backlog_tokens,
-        drain=last.backlog_tokens / settings.ttft,
+        # Capacity ordered now serves a start-up delay from now: the backlog must be gone by then (plus the SLO),
+        # not within the SLO from now, which would order replicas that arrive after the backlog has drained.
+        drain=last.backlog_tokens / (settings.startup_delay + settings.ttft),
     )
 
 
@@ -149,7 +165,8 @@ def decide_prefill(
         f"(~ {math.ceil(value / settings.tokens_per_second - 1e-9)} replicas): arrivals {f.rate:.0f} tokens/s "
         f"forecast over the {settings.startup_delay:g}s start-up delay (now {f.now:.0f}, trend {f.trend:.0f}, "
         f"peak {f.peak:.0f} over {f.span:g}s of history) x {d.headroom:.3f} TTFT head-room + backlog "
-        f"{d.backlog} messages / {d.backlog_tokens:.0f} tokens drained within {settings.ttft:g}s"
+        f"{d.backlog} messages / {d.backlog_tokens:.0f} tokens drained within "
+        f"{settings.startup_delay + settings.ttft:g}s"
     )
     return Decision(metric_name, value, settings.tokens_per_second, active, reason)
 
@@ -183,7 +200,7 @@ def decide_decode(
         )
     seats = settings.seats
     held = sum(load.running + load.waiting for load in measured)
-    kv = sum(load.kv_fill for load in measured) * seats
+    kv = sum(load.kv_fill for load in measured) / settings.kv_target * seats
     base = max(held, kv)
     parts = [f"holds {held:g} sequences (KV cache worth {kv:.1f})"]
     value = base
@@ -192,11 +209,15 @@ def decide_decode(
     elif prefill.history is None:
         parts.append(f"prefill not coupled: {prefill.unavailable}")
     else:
-        messages = forecast(prefill.history, settings.startup_delay, settings.window, tokens=False)
-        growth = messages.rate / messages.now if messages.now > 0 else 1.0
-        arriving = prefill.history.last.backlog
-        value = base * max(1.0, growth) + arriving
-        parts.append(f"x {max(1.0, growth):.3f} prefill arrival growth + {arriving} prompts in the prefill queue")
+        # Decode holds sequences in proportion to the prefill arrival rate (Little's law): grow what it holds as
+        # the arrivals are forecast to grow over the start-up delay. The prefill queue is not added: decode admits
+        # a request before its remote prefill, so those are already among its waiting.
+        messages = forecast(
+            prefill.history, settings.startup_delay, settings.window, settings.burst_memory, tokens=False
+        )
+        growth = max(1.0, messages.rate / messages.now) if messages.now > 0 else 1.0
+        value = base * growth
+        parts.append(f"x {growth:.3f} prefill arrival growth over the start-up delay")
     if prefill is not None and prefill.decision is not None and prefill.decision.target > 0:
         value, bound = _bound(value, prefill.decision, settings)
         if bound:

@@ -12,18 +12,18 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import grpc
 
-from scaler import signals
+from scaler import capacity, signals
 from scaler.admission import Admission
 from scaler.errors import ScalerError
 from scaler.kube import RolePods, check_bound
 from scaler.logs import Once
 from scaler.metrics import Metrics
-from scaler.observations import Decision, RoleSignal
+from scaler.observations import Decision, DecodeLoad, PrefillHistory, RoleSignal
 from scaler.policy import NO_SERIES, decide_prefill, decide_signal
 from scaler.sources.base import Clock, LagSource, Source, SourcePool
 from scaler.sources.pods import PodScrape, PodScrapeSource
@@ -49,6 +49,14 @@ class Ref:
     namespace: str
     name: str
     metadata: Mapping[str, str]
+    # What identifies its evaluator. KEDA's own keys (scalerAddress, enableTLS, …) do not change the trigger.
+    key: EvaluatorKey = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        items = self.metadata.items()
+        if not KEDA_KEYS.isdisjoint(self.metadata):
+            items = {(k, v) for k, v in items if k not in KEDA_KEYS}  # type: ignore[assignment]
+        object.__setattr__(self, "key", (self.namespace, self.name, frozenset(items)))
 
 
 class SourceProvider(Protocol):
@@ -76,6 +84,22 @@ class Evaluator:
     sources: tuple[Source[Any], ...]
     decide: Callable[[], Decision]
     policy: str  # shown on /status and by `pd-scaler explain`
+    history: Callable[[], PrefillHistory] | None = None  # a capacity prefill's queue history, for coupling
+
+
+class _Memo:
+    """The last decision, kept while the samples it was made from are the same objects: the policy runs once
+    per sample, not once per call."""
+
+    def __init__(self) -> None:
+        self._inputs: tuple[object, ...] = ()
+        self._decision: Decision | None = None
+
+    def __call__(self, inputs: tuple[object, ...], decide: Callable[[], Decision]) -> Decision:
+        same = len(inputs) == len(self._inputs) and all(a is b for a, b in zip(inputs, self._inputs, strict=True))
+        if not same or self._decision is None:
+            self._decision, self._inputs = decide(), inputs
+        return self._decision
 
 
 class Engine:
@@ -96,6 +120,7 @@ class Engine:
         self.max_scaledobjects = max_scaledobjects
         self._evaluators: OrderedDict[EvaluatorKey, Evaluator] = OrderedDict()  # least recently asked first
         self.targets: Targets[EvaluatorKey] = Targets()
+        self._by_object: dict[tuple[str, str], Evaluator] = {}  # the latest evaluator of each ScaledObject
         self.status = StatusBoard()
         self._log_once = Once(clock=clock)
         self._evaluators_generation = -1
@@ -110,7 +135,7 @@ class Engine:
         """Metric name and per-replica target: the latest target a decision gave, else the trigger's.
         Starts the sources, so GetMetrics finds a sample."""
         spec = self.evaluator(ref).spec
-        return spec.metric_name, self.targets.get(self._key(ref), spec.target)
+        return spec.metric_name, self.targets.get(ref.key, spec.target)
 
     async def decide(self, ref: Ref) -> Decision:
         ev = self.evaluator(ref)
@@ -162,11 +187,13 @@ class Engine:
         pool = self.sources.pool
         if self._evaluators_generation != pool.generation:
             self._evaluators.clear()
+            self._by_object.clear()
             self._evaluators_generation = pool.generation
-        key = self._key(ref)
+        key = ref.key
         ev = self._evaluators.get(key)
         if ev is not None:
             self._evaluators.move_to_end(key)
+            self._by_object[key[:2]] = ev
             return ev
         try:
             self.admission.check_namespace(ref.namespace)
@@ -175,29 +202,43 @@ class Engine:
             with pool.adding():  # its sources start once it is whole, if they fit under the cap
                 if isinstance(spec, PrefillTrigger) and spec.metric == "queue-lag":
                     ev = self._prefill(spec)
+                elif isinstance(spec, DecodeTrigger) and spec.capacity:
+                    ev = self._decode_capacity(ref, spec)
                 else:
                     ev = self._signal(ref, spec)
         except ScalerError as exc:
             self._failed(ref, exc)
             raise
         self._evaluators[key] = ev
+        self._by_object[key[:2]] = ev
         if len(self._evaluators) > self.max_scaledobjects:
-            self._evaluators.popitem(last=False)
+            old_key, old = self._evaluators.popitem(last=False)
+            if self._by_object.get(old_key[:2]) is old:
+                del self._by_object[old_key[:2]]
         return ev
-
-    @staticmethod
-    def _key(ref: Ref) -> EvaluatorKey:
-        # KEDA's own keys (scalerAddress, enableTLS, …) do not change the trigger: not part of its identity.
-        return (ref.namespace, ref.name, frozenset((k, v) for k, v in ref.metadata.items() if k not in KEDA_KEYS))
 
     def _prefill(self, spec: PrefillTrigger) -> Evaluator:
         source = self.sources.lag_source(spec)
-        return Evaluator(
-            spec,
-            (source,),
-            lambda: decide_prefill(spec, source.lag(spec.stream, spec.consumer, spec.max_staleness)),
-            policy="lag",
+        if not spec.capacity:
+            return Evaluator(
+                spec,
+                (source,),
+                lambda: decide_prefill(spec, source.lag(spec.stream, spec.consumer, spec.max_staleness)),
+                policy="lag",
+            )
+        settings = capacity.PrefillSettings(
+            spec.prefill_tokens_per_second, spec.ttft, spec.startup_delay, spec.window, spec.burst_memory
         )
+        memo = _Memo()
+
+        def history() -> PrefillHistory:
+            return source.history(spec.stream, spec.consumer, spec.max_staleness)
+
+        def decide() -> Decision:
+            h = history()
+            return memo((h,), lambda: capacity.decide_prefill(spec.metric_name, h, settings))
+
+        return Evaluator(spec, (source,), decide, "capacity (prompt tokens/s)", history)
 
     def _signal(self, ref: Ref, spec: TriggerSpec) -> Evaluator:
         """Engine and DCGM signals: series from Prometheus or from the pods, made into one value per pod."""
@@ -226,6 +267,67 @@ class Engine:
         sources = (role, data) if role is not None else (data,)
         return Evaluator(spec, sources, decide, policy=f"{spec.metric} per {'worker' if sig.per_worker else 'pod'}")
 
+    def _decode_capacity(self, ref: Ref, spec: DecodeTrigger) -> Evaluator:
+        """Sequences held and KV-cache fill per pod (the seats and kv-cache signals of the same engines, read in
+        one query or one scrape), coupled to the prefill ScaledObject it names."""
+        seats, kv = spec.signal, signals.signal("decode", "kv-cache", spec.engine)
+        matchers = spec.matchers
+        role = self.sources.role_source(ref.namespace, ref.name, spec)
+        data: Source[Any]
+        if spec.scrape == "pods":
+            data = scraper = self.sources.scrape_source(role, spec)
+            scraper.want(seats.names + kv.names)
+        else:
+            data = self.sources.prometheus_source(spec, signals.union_query((seats, kv), matchers))
+        role_max_age = max(spec.max_staleness, 3 * role.interval)
+        settings = capacity.DecodeSettings(
+            spec.seats,
+            spec.startup_delay,
+            spec.window,
+            spec.burst_memory,
+            spec.min_decode_per_prefill,
+            spec.max_decode_per_prefill,
+        )
+        memo = _Memo()
+
+        def decide() -> Decision:
+            pods = check_bound(role.read(role_max_age))
+            sample = data.read(spec.max_staleness)
+            series = sample.series if isinstance(sample, PodScrape) else sample
+            coupling = self._coupling(ref.namespace, spec.prefill_scaled_object)
+            inputs = (pods, series, coupling.history if coupling else None, coupling.decision if coupling else None)
+
+            def run() -> Decision:
+                held = self._signal_values(series, seats, matchers).values
+                fill = self._signal_values(series, kv, matchers).values
+                loads = {
+                    pod: DecodeLoad(value, 0.0, fill.get((ns, pod), 0.0))
+                    for (ns, pod), value in held.items()
+                    if ns == pods.namespace
+                }
+                return capacity.decide_decode(spec.metric_name, pods.pods, loads, settings, coupling)
+
+            return memo(inputs, run)
+
+        return Evaluator(spec, (role, data), decide, "capacity (sequences)")
+
+    def _coupling(self, namespace: str, prefill: str | None) -> capacity.Coupling | None:
+        """The prefill role's history and decision for a coupled decode trigger, or why there are none."""
+        if prefill is None:
+            return None
+        ev = self._by_object.get((namespace, prefill))
+        if ev is None:
+            why = f"ScaledObject {namespace}/{prefill} has not been asked about here yet"
+            return capacity.Coupling(None, None, why)
+        if ev.history is None:
+            return capacity.Coupling(
+                None, None, f"ScaledObject {namespace}/{prefill} is not a capacity prefill trigger"
+            )
+        try:
+            return capacity.Coupling(ev.history(), ev.decide())
+        except ScalerError as exc:
+            return capacity.Coupling(None, None, exc.message)
+
     def _signal_values(
         self, series: tuple[signals.Series, ...], sig: signals.Signal, matchers: tuple[signals.Matcher, ...]
     ) -> signals.Values:
@@ -250,7 +352,7 @@ class Engine:
             self._failed(ref, exc)
             raise
         self.status.decided(ref.namespace, ref.name, ev.spec.role, ev.policy, decision, now)
-        self.targets.set(self._key(ref), decision.target)
+        self.targets.set(ref.key, decision.target)
         answer = (decision.value, decision.target, decision.active, decision.unmeasured)
         if answer != seen.answer:  # KEDA asks again and again; the gauges change far less often
             seen.answer = answer
@@ -330,6 +432,7 @@ class Engine:
                 self.status.forget(namespace, name)
             for key in [k for k in self._evaluators if k[:2] in gone]:
                 del self._evaluators[key]
+            self._by_object = {k: ev for k, ev in self._by_object.items() if k not in gone}
             self.targets.forget_where(lambda key: key[:2] in gone)  # noqa: B023 (used at once)
 
     async def close(self) -> None:

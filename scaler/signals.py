@@ -257,6 +257,13 @@ def query(metric: str, engine: str, matchers: tuple[Matcher, ...] = ()) -> str:
     return signal("decode", metric, engine).query(matchers)
 
 
+def union_query(sigs: tuple[Signal, ...], matchers: tuple[Matcher, ...] = ()) -> str:
+    """One PromQL query for several signals of the same engine (their `where` matchers must be the same)."""
+    assert len({s.where for s in sigs}) == 1, "signals with different matchers need separate queries"
+    names = tuple(n for s in sigs for n in s.names)
+    return Signal(sigs[0].role, "union", sigs[0].engine, "", (names,), sigs[0].where).query(matchers)
+
+
 def pod_of(labels: Labels) -> PodKey | None:
     if "exported_pod" in labels:
         return labels.get("exported_namespace", ""), labels["exported_pod"]

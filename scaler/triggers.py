@@ -27,6 +27,7 @@ ROLES = ("prefill", "decode")
 METRICS = ("gpu-memory", "gpu-util", "kv-cache", "seats")  # decode
 PREFILL_METRICS = ("queue-lag", "engine-queue", "prefill-tokens")
 ENGINES = ("vllm", "sglang", "dynamo")
+POLICIES = ("capacity", "threshold")
 _NATS_KEYS = ("natsServer", "natsConnection", "natsServerMonitoringEndpoint")
 
 # What one trigger's metadata may hold, checked before anything is parsed (`check_size`). KEDA forwards the
@@ -100,6 +101,43 @@ Duration = Annotated[float, BeforeValidator(_duration)]
 PositiveFloat = Annotated[float, Field(gt=0, le=MAX_TARGET, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, le=MAX_TARGET, allow_inf_nan=False)]
 Name = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\s*>.]+$")]
+# Capacity knobs: a start-up delay beyond ten minutes or a rate window beyond five says something is wrong, and
+# the sources' histories are sized for them.
+StartupDelay = Annotated[Duration, Field(gt=0, le=600)]
+Window = Annotated[Duration, Field(ge=5, le=300)]
+BurstMemory = Annotated[Duration, Field(ge=0, le=600)]
+MAX_HISTORY_S = 600 + 2 * 300
+
+
+def _policy_field(compat: str) -> Any:
+    return Field(
+        None,
+        description=f"`capacity`: demand against one replica's capacity; `threshold`: the signal against `{compat}` "
+        f"(KEDA's meaning). Default: `threshold` when `{compat}` is given, else `capacity`.",
+    )
+
+
+def _startup_field() -> Any:
+    return Field(
+        "120s",
+        alias="startupDelay",
+        validate_default=True,
+        description="Capacity: time from ordering a replica to its serving; demand is forecast this far ahead.",
+    )
+
+
+def _window_field() -> Any:
+    return Field("60s", validate_default=True, description="Capacity: rates are measured over this window.")
+
+
+def _burst_field() -> Any:
+    return Field(
+        "10m",
+        alias="burstMemory",
+        validate_default=True,
+        description="Capacity: the busiest quarter-window of prefill arrivals this recent is provisioned for "
+        "(bursts shorter than the start-up delay recur; capacity ordered for one arrives after it).",
+    )
 
 
 class TriggerBase(BaseModel):
@@ -207,8 +245,12 @@ class SignalKeys(BaseModel):
         metric: str
 
     @property
+    def signal_metric(self) -> str:
+        return self.metric
+
+    @property
     def signal(self) -> signals.Signal:
-        return signals.signal(self.role, self.metric, self.engine)
+        return signals.signal(self.role, self.signal_metric, self.engine)
 
     @property
     def matchers(self) -> tuple[signals.Matcher, ...]:
@@ -225,7 +267,7 @@ class SignalKeys(BaseModel):
         return self.metrics_port or self.signal.port or 0
 
     def _check_signal(self) -> None:
-        if self.metric not in signals.ENGINE_METRICS and self.engine is not None:
+        if self.signal_metric not in signals.ENGINE_METRICS and self.engine is not None:
             raise PydanticCustomError(
                 "engine", "key 'engine' applies only with {metrics}", {"metrics": _engine_metrics(self.role)}
             )
@@ -332,11 +374,42 @@ class PrefillTrigger(SignalKeys, TriggerBase):
     use_https: bool | None = Field(
         None, alias="useHttps", description="With `natsServerMonitoringEndpoint`: `true` to use HTTPS."
     )
+    policy: Literal["capacity", "threshold"] | None = _policy_field("lagThreshold")
+    ttft: Annotated[Duration, Field(gt=0, le=600)] = Field(
+        "1s",
+        validate_default=True,
+        description="Capacity: TTFT SLO, the time a prompt may wait beyond its own prefill.",
+    )
+    startup_delay: StartupDelay = _startup_field()
+    window: Window = _window_field()
+    burst_memory: BurstMemory = _burst_field()
+    prefill_tokens_per_second: PositiveFloat = Field(
+        9000.0,
+        alias="prefillTokensPerSecond",
+        description="Capacity: prompt tokens one prefill replica processes per second (its profile; the "
+        "default is one H100/H200 on Qwen3-32B at 1-2k-token prompts).",
+    )
+    prompt_tokens_field: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_]+$")] = Field(
+        "prompt_token_ids",
+        alias="promptTokensField",
+        description="Capacity: the JSON list in each queued request whose length is its prompt tokens "
+        "(Dynamo's `RemotePrefillRequest`).",
+    )
+    mean_prompt_tokens: PositiveFloat = Field(
+        1000.0,
+        alias="meanPromptTokens",
+        description="Capacity: prompt tokens counted for a request whose payload has no such list (or is over "
+        "1 MiB, or was queued before the scaler started).",
+    )
 
     kind: ClassVar[str] = "prefill"
 
     @model_validator(mode="after")
     def _one_source(self) -> PrefillTrigger:
+        if self.policy == "capacity" and self.metric != "queue-lag":
+            raise PydanticCustomError(
+                "policy", "policy capacity reads the prefill queue: metric queue-lag (the default) with a NATS source"
+            )
         if self.metric != "queue-lag":
             lag_keys = (
                 "stream",
@@ -377,16 +450,36 @@ class PrefillTrigger(SignalKeys, TriggerBase):
                     "{keys} only apply with natsServerMonitoringEndpoint",
                     {"keys": ", ".join(extra)},
                 )
+        if self.policy == "capacity":
+            if self.nats_server_monitoring_endpoint is not None:
+                raise PydanticCustomError(
+                    "policy",
+                    "policy capacity needs natsServer or natsConnection (it reads each request's prompt tokens); "
+                    "natsServerMonitoringEndpoint only gives message counts",
+                )
+            _no_compat(self, ("lagThreshold", "activationLagThreshold"))
         return self
 
     @property
+    def capacity(self) -> bool:
+        """The capacity policy, unless a KEDA compatibility key or another metric chose the threshold one."""
+        if self.policy is not None:
+            return self.policy == "capacity"
+        compat = {"lag_threshold", "activation_lag_threshold", "nats_server_monitoring_endpoint"}
+        return self.metric == "queue-lag" and not (compat & self.model_fields_set)
+
+    @property
     def metric_name(self) -> str:
+        if self.capacity:
+            return metric_name("prefill-tokens", self.stream, self.consumer)
         if self.metric != "queue-lag":
             return metric_name("prefill", self.metric)
         return metric_name("prefill-lag", self.stream, self.consumer)
 
     @property
     def target(self) -> float:
+        if self.capacity:
+            return self.prefill_tokens_per_second
         return self.lag_threshold if self.threshold is None else self.threshold
 
     @property
@@ -421,12 +514,35 @@ class DecodeTrigger(SignalKeys, TriggerBase):
             "required, as neither engine exports it."
         ),
     )
+    policy: Literal["capacity", "threshold"] | None = _policy_field("threshold")
+    seats: PositiveFloat = Field(
+        128.0,
+        description="Capacity: sequences one decode replica runs within the ITL SLO (from its profile; the "
+        "default is Qwen3-32B on one H100 at ~50 ms per token with 2k-token contexts).",
+    )
+    startup_delay: StartupDelay = _startup_field()
+    window: Window = _window_field()
+    burst_memory: BurstMemory = _burst_field()
+    prefill_scaled_object: Annotated[str, Field(min_length=1, max_length=253)] | None = Field(
+        None,
+        alias="prefillScaledObject",
+        description="Capacity: the prefill role's ScaledObject (same namespace); decode then anticipates its "
+        "arrivals and backlog, and the bounds below apply.",
+    )
+    min_decode_per_prefill: PositiveFloat | None = Field(
+        None, alias="minDecodePerPrefill", description="With `prefillScaledObject`: fewest decode per prefill replica."
+    )
+    max_decode_per_prefill: PositiveFloat | None = Field(
+        None, alias="maxDecodePerPrefill", description="With `prefillScaledObject`: most decode per prefill replica."
+    )
 
     kind: ClassVar[str] = "decode"
 
     @model_validator(mode="after")
     def _one_source(self) -> DecodeTrigger:
-        if self.metric == "seats" and self.max_num_seqs is None:
+        if self.policy == "capacity":
+            _no_compat(self, ("metric", "threshold", "activationThreshold", "maxNumSeqs"))
+        if self.metric == "seats" and self.max_num_seqs is None and not self.capacity:
             raise PydanticCustomError(
                 "seats",
                 "key 'maxNumSeqs' is required with metric: seats: set it to the engine's sequence limit "
@@ -435,15 +551,45 @@ class DecodeTrigger(SignalKeys, TriggerBase):
         if self.metric != "seats" and self.max_num_seqs is not None:
             raise _only(["maxNumSeqs"], "metric: seats")
         self._check_signal()
+        bounds = [k for k in ("minDecodePerPrefill", "maxDecodePerPrefill") if _alias_set(self, k)]
+        if bounds and self.prefill_scaled_object is None:
+            raise _only(bounds, "prefillScaledObject (the prefill role to keep in step with)")
+        lo, hi = self.min_decode_per_prefill, self.max_decode_per_prefill
+        if lo is not None and hi is not None and lo > hi:
+            raise PydanticCustomError("coupling", "minDecodePerPrefill is above maxDecodePerPrefill")
         return self
 
     @property
+    def capacity(self) -> bool:
+        """The capacity policy, unless a KEDA compatibility key (or the threshold's `metric`) chose the other."""
+        if self.policy is not None:
+            return self.policy == "capacity"
+        return not ({"threshold", "activation_threshold", "metric", "max_num_seqs"} & self.model_fields_set)
+
+    @property
+    def signal_metric(self) -> str:
+        # Capacity reads sequences (the seats signal) and, from the same engines, their KV-cache fill.
+        return "seats" if self.capacity else self.metric
+
+    @property
+    def kv_engine(self) -> str:
+        return self.engine or "vllm"
+
+    @property
     def metric_name(self) -> str:
-        return metric_name("decode", self.metric)
+        return metric_name("decode", "sequences" if self.capacity else self.metric)
 
     @property
     def target(self) -> float:
-        return self.threshold
+        return self.seats if self.capacity else self.threshold
+
+
+def _no_compat(model: BaseModel, keys: tuple[str, ...]) -> None:
+    given = [k for k in keys if _alias_set(model, k)]
+    if given:
+        raise PydanticCustomError(
+            "policy", "{keys} only apply with policy threshold, not capacity", {"keys": ", ".join(given)}
+        )
 
 
 TriggerSpec = PrefillTrigger | DecodeTrigger
@@ -485,6 +631,10 @@ def check_size(metadata: Mapping[str, str]) -> None:
     """InvalidTrigger if the metadata has too many keys or a key or value too long; cheap, so it runs first."""
     if len(metadata) > MAX_KEYS:
         raise InvalidTrigger(f"the trigger metadata has {len(metadata)} keys; at most {MAX_KEYS} are accepted")
+    if not metadata or (
+        max(map(len, metadata)) <= MAX_KEY_LENGTH and max(map(len, metadata.values())) <= MAX_VALUE_LENGTH
+    ):
+        return  # the usual case, without a loop in Python
     for key, value in metadata.items():
         if len(key) > MAX_KEY_LENGTH:
             raise InvalidTrigger(f"key {echo(key)} is {len(key)} characters long; keys have at most {MAX_KEY_LENGTH}")

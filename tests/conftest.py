@@ -108,7 +108,9 @@ async def stub(scaler: Server) -> AsyncIterator[pb_grpc.ExternalScalerStub]:
 
 
 def prefill_ref(nats_server: NatsServer, name: str = "prefill", **metadata: str) -> pb.ScaledObjectRef:
-    meta = {"role": "prefill", "natsServer": nats_server.url, "scalerAddress": "pd-scaler.keda:9090", **metadata}
+    meta = {"role": "prefill", "natsServer": nats_server.url, "scalerAddress": "pd-scaler.keda:9090"}
+    meta |= {"lagThreshold": "5"} if "policy" not in metadata else {}
+    meta |= metadata
     return pb.ScaledObjectRef(name=name, namespace="dynamo", scalerMetadata=meta)
 
 

@@ -91,7 +91,9 @@ async def test_connections_only_accepts_profiles_and_no_address(
     connections = Connections.model_validate({"nats": {"dynamo": {"servers": [nats_server.url]}}})
     scaler = await make_scaler(connections=connections, admission=Admission(connections_only=True))
     by_profile = pb.ScaledObjectRef(
-        name="prefill", namespace="dynamo", scalerMetadata={"role": "prefill", "natsConnection": "dynamo"}
+        name="prefill",
+        namespace="dynamo",
+        scalerMetadata={"role": "prefill", "natsConnection": "dynamo", "lagThreshold": "5"},
     )
     assert await answer(scaler, by_profile) == 1.0
     assert await answer(scaler, prefill_ref(nats_server, name="by-address")) == (

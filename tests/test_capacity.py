@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from scaler.capacity import Coupling, DecodeSettings, PrefillSettings, decide_decode, decide_prefill, forecast
+from scaler.capacity import (
+    BURST_MEMORY,
+    Coupling,
+    DecodeSettings,
+    PrefillSettings,
+    decide_decode,
+    decide_prefill,
+    forecast,
+)
 from scaler.errors import SourceUnavailable
 from scaler.observations import Decision, DecodeLoad, PrefillHistory, QueueSample
+from scaler.sources.history import QueueHistory
 
 PREFILL = PrefillSettings(tokens_per_second=8000.0, ttft=1.0, startup_delay=120.0, window=60.0)
 DECODE = DecodeSettings(seats=100.0, startup_delay=120.0, window=60.0)
@@ -43,46 +52,48 @@ def test_steady_load() -> None:
 
 def test_step_up_is_extended_over_the_start_up_delay() -> None:
     # From 2 to 8 prompts/s at t=270: the last minute averages 5,000 tokens/s, the one before 2,000; the slope
-    # (3,000 per 60 s) over the 120 s start-up gives 11,000 tokens/s, above the 8,000 of the last half-window.
+    # (3,000 per 60 s) over the 120 s start-up gives 11,000 tokens/s, above the 8,000 of the busiest quarter-window.
     d = decide_prefill("m", history([(0, 2), (270, 8)], 300), PREFILL)
-    f = forecast(history([(0, 2), (270, 8)], 300), 120.0, 60.0)
+    f = forecast(history([(0, 2), (270, 8)], 300), 120.0, 60.0, BURST_MEMORY)
     assert (f.now, f.trend, f.peak) == (5000.0, 11000.0, 8000.0)
     assert d.value == 11000.0 * 1.125
     assert replicas(d) == 2
 
 
-def test_a_burst_shorter_than_the_start_up_delay_holds_its_peak_for_one_start_up_delay() -> None:
+def test_a_burst_shorter_than_the_start_up_delay_is_provisioned_for_until_it_is_ten_minutes_old() -> None:
     # 20 prompts/s for 30 s (t=200..230) on top of 2/s. At t=300 the trend points down (0), but the busiest
-    # half-window of the last 120 s (210..240: 20 s at 20,000 + 10 s at 2,000) still counts.
+    # quarter-window (15 s at 20,000 tokens/s) still counts: the next burst will be over before capacity ordered
+    # then arrives.
     burst = [(0, 2), (200, 20), (230, 2)]
     d = decide_prefill("m", history(burst, 300), PREFILL)
-    assert d.value == 14000.0 * 1.125
-    assert replicas(d) == 2
-    # Once a whole start-up delay has passed since the burst, only the steady load is left.
-    assert decide_prefill("m", history(burst, 360), PREFILL).value == 2250.0
+    assert d.value == 20000.0 * 1.125
+    assert replicas(d) == 3
+    # Once the burst is BURST_MEMORY old, only the steady load is left.
+    assert decide_prefill("m", history(burst, 840), PREFILL).value == 2250.0
 
 
-def test_decay_scales_down_only_when_a_whole_start_up_delay_fits_fewer_replicas() -> None:
+def test_decay_scales_down_only_as_the_busier_past_leaves_the_burst_memory() -> None:
     settings = PrefillSettings(tokens_per_second=4000.0, ttft=1.0, startup_delay=120.0, window=60.0)
     decay = [(0, 8), (200, 2)]
-    # t=300: 2 prompts/s for 100 s; the half-window 180..210 (20 s at 8,000 + 10 s at 2,000) is in the last 120 s.
     held = decide_prefill("m", history(decay, 300), settings)
-    assert held.value == 6000.0 * 1.25
-    assert replicas(held) == 2
-    # t=330: the last 120 s hold 2 prompts/s only.
-    down = decide_prefill("m", history(decay, 330), settings)
+    assert held.value == 8000.0 * 1.25
+    assert replicas(held) == 3
+    # t=790: the quarter-window 190..205 (10 s at 8,000 + 5 s at 2,000) is the oldest within ten minutes.
+    assert decide_prefill("m", history(decay, 790), settings).value == 6000.0 * 1.25
+    down = decide_prefill("m", history(decay, 800), settings)
     assert down.value == 2000.0 * 1.25
     assert replicas(down) == 1
 
 
 def test_backlog_is_counted_in_tokens_not_messages() -> None:
-    # Three waiting prompts of 200, 30,000 and 800 tokens and no arrivals: 31,000 tokens to drain within the
-    # 1 s TTFT SLO need four 9,000 tokens/s replicas, where a lag of 3 messages looks like nothing.
-    settings = PrefillSettings(tokens_per_second=9000.0)
+    # Three waiting prompts of 200, 30,000 and 800 tokens and no arrivals: 31,000 tokens to drain by the time
+    # capacity ordered now serves (1 s start-up + 1 s SLO) need two 9,000 tokens/s replicas, where a lag of
+    # 3 messages looks like nothing.
+    settings = PrefillSettings(tokens_per_second=9000.0, ttft=1.0, startup_delay=1.0)
     d = decide_prefill("m", history([(0, 0)], 300, backlog=(200, 30_000, 800)), settings)
-    assert (d.value, d.target) == (31000.0, 9000.0)
-    assert replicas(d) == 4
-    assert "backlog 3 messages / 31000 tokens drained within 1s" in d.reason
+    assert (d.value, d.target) == (15500.0, 9000.0)
+    assert replicas(d) == 2
+    assert "backlog 3 messages / 31000 tokens drained within 2s" in d.reason
 
 
 def test_an_idle_queue_is_inactive_and_a_new_source_answers_from_what_it_has() -> None:
@@ -92,7 +103,7 @@ def test_an_idle_queue_is_inactive_and_a_new_source_answers_from_what_it_has() -
     young = decide_prefill("m", history([(0, 2)], 10), PREFILL)
     assert young.value == 2250.0
     single = PrefillHistory((QueueSample(5.0, 0, 0.0, 2, 3000.0),))
-    assert decide_prefill("m", single, PREFILL).value == 3000.0
+    assert decide_prefill("m", single, PREFILL).value == 3000.0 / 121.0
 
 
 def loads(*pods: tuple[float, float, float]) -> dict[str, DecodeLoad]:
@@ -103,20 +114,20 @@ def test_decode_holds_running_and_waiting_or_its_kv_worth_whichever_is_more() ->
     pods = ["d0", "d1"]
     d = decide_decode("m", pods, loads((90, 10, 0.5), (60, 0, 0.7)), DECODE)
     assert (d.value, d.target) == (160.0, 100.0)
-    # Long contexts: KV fill says more than the sequence count.
+    # Long contexts: KV fill says more than the sequence count (a replica's KV counts as full at 90 %).
     d = decide_decode("m", pods, loads((40, 0, 0.95), (30, 0, 0.9)), DECODE)
-    assert d.value == pytest.approx(185.0)
-    assert replicas(d) == 2
+    assert d.value == pytest.approx(185.0 / 0.9)
+    assert replicas(d) == 3
 
 
 def test_decode_anticipates_prefill_arrivals() -> None:
-    # Prefill arrivals stepped up from 2 to 8 prompts/s: messages forecast 11/s against 5/s now, and 4 prompts
-    # waiting for prefill will enter decode too.
+    # Prefill arrivals stepped up from 2 to 8 prompts/s: messages forecast 11/s against 5/s now. (Prompts waiting
+    # for prefill are not added: decode admitted them already and counts them as waiting.)
     prefill = Coupling(history([(0, 2), (270, 8)], 300, backlog=(1000,) * 4), None)
     d = decide_decode("m", ["d0"], loads((80, 0, 0.4)), DECODE, prefill)
-    assert d.value == pytest.approx(80 * 11 / 5 + 4)
+    assert d.value == pytest.approx(80 * 11 / 5)
     assert replicas(d) == 2
-    assert "x 2.200 prefill arrival growth + 4 prompts in the prefill queue" in d.reason
+    assert "x 2.200 prefill arrival growth over the start-up delay" in d.reason
 
 
 def test_coupling_bounds_bind_and_do_not_bind() -> None:
@@ -150,6 +161,24 @@ def test_coupling_never_invents_data() -> None:
 def test_a_stale_or_missing_decode_source_is_an_error() -> None:
     with pytest.raises(SourceUnavailable, match=r"no load series .* for any of the decode role's 2 pods"):
         decide_decode("m", ["d0", "d1"], {}, DECODE)
-    d = decide_decode("m", ["d0", "d1"], {"d0": DecodeLoad(10, 0, 0.1)}, DECODE)
+    d = decide_decode("m", ["d0", "d1"], {"d0": DecodeLoad(10, 0, 0.05)}, DECODE)
     assert (d.value, d.unmeasured) == (10.0, 1)
     assert "no load series for d1" in d.reason
+
+
+def test_the_queue_history_is_bounded_one_sample_a_second_and_backlog_tokens_are_the_newest_arrivals() -> None:
+    q = QueueHistory(span=10.0, mean_prompt_tokens=1000.0)
+    for tokens in (200, 30_000, 800):
+        q.arrival(tokens)
+    # Two of the three are waiting (the newest two); two more were queued before the source saw them.
+    assert q.backlog_tokens(2) == 30_800.0
+    assert q.backlog_tokens(5) == 31_000.0 + 2 * 1000.0
+    for t in (0.0, 0.4, 0.9, 1.0, 1.5, 2.2):
+        q.record(t, 1)
+    assert [s.t for s in q.snapshot().samples] == [0.0, 1.0, 2.2]  # the newest always current
+    snapshot = q.snapshot()
+    assert q.snapshot() is snapshot  # the policy's memo holds while nothing new was recorded
+    for t in range(3, 40):
+        q.record(float(t), 0)
+    assert q.snapshot().samples[0].t == 29.0  # one sample at or before now - span, no more
+    assert len(q.snapshot().samples) == 11

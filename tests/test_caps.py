@@ -140,7 +140,7 @@ async def test_a_big_scrape_does_not_hold_up_calls(
 ):
     server = await make_scaler()
     for i in range(5000):  # what 5,000 prefill ScaledObjects leave in /metrics
-        gauges = server.metrics.scaledobject("dynamo", f"so-{i}", "prefill", False)
+        gauges = server.metrics.scaledobject("dynamo", f"so-{i}", "prefill")
         for gauge in (gauges.value, gauges.target, gauges.active):
             gauge.set(i)
     stub = channel(server)
@@ -160,5 +160,6 @@ async def test_a_big_scrape_does_not_hold_up_calls(
         await stub.IsActive(ref)
         latencies.append(time.perf_counter() - started)
     scrape_seconds = await scraping
+    # Rendered on the loop, the scrape would hold one call for all of its time and let no other through.
     assert len(latencies) > 5, (scrape_seconds, latencies)
-    assert max(latencies) < min(0.1, scrape_seconds / 3), (scrape_seconds, max(latencies))
+    assert max(latencies) < scrape_seconds / 3, (scrape_seconds, max(latencies))

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from scaler.triggers import PrefillTrigger, parse
+from tests.test_triggers import PREFILL_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "deploy" / "examples"
@@ -265,15 +266,10 @@ def test_each_mistake_is_reported_with_file_line_and_key(tmp_path: Path) -> None
     zero = line_of(BROKEN, "metadata: {role: prefill") - 1
     assert result.stdout.splitlines() == [
         f"{f}:{typo}: {llm}/prefill-typo triggers[0]: metadata: error: unknown key 'lagTreshold' (did you mean "
-        "'lagThreshold'?); prefill triggers accept: account, activationLagThreshold, activationThreshold, consumer, "
-        "engine, lagThreshold, maxStaleness, metric, metricsPath, metricsPort, natsConnection, natsServer, "
-        "natsServerMonitoringEndpoint, podSelector, prometheusAddress, prometheusConnection, role, scrape, "
-        "seriesSelector, stream, threshold, useHttps",
+        "'lagThreshold'?); prefill triggers accept: " + PREFILL_KEYS,
         # Invalid metadata does not hide the object's other mistakes.
         f"{f}:{value}: {llm}/value-metric triggers[0]: metadata: error: unknown key 'lag'; prefill triggers "
-        "accept: account, activationLagThreshold, activationThreshold, consumer, engine, lagThreshold, maxStaleness, "
-        "metric, metricsPath, metricsPort, natsConnection, natsServer, natsServerMonitoringEndpoint, podSelector, "
-        "prometheusAddress, prometheusConnection, role, scrape, seriesSelector, stream, threshold, useHttps",
+        "accept: " + PREFILL_KEYS,
         f"{f}:{value}: {llm}/value-metric triggers[0]: metricType: error: pd-scaler reports a total over the role "
         "with a per-replica target, which needs AverageValue (desired = ceil(total / target)); Value multiplies by "
         "the current replicas and overshoots",

@@ -69,7 +69,9 @@ async def scaler(
 
 
 def decode_ref(prometheus: PrometheusServer, name: str = DECODER, **metadata: str) -> pb.ScaledObjectRef:
-    meta = {"scalerAddress": "pd-scaler.keda:9090", "role": "decode", "prometheusAddress": prometheus.url} | metadata
+    meta = {"scalerAddress": "pd-scaler.keda:9090", "role": "decode", "prometheusAddress": prometheus.url}
+    meta |= {"threshold": "0.8"} if "policy" not in metadata else {}
+    meta |= metadata
     return pb.ScaledObjectRef(name=name, namespace=NAMESPACE, scalerMetadata=meta)
 
 

@@ -20,13 +20,9 @@ from scaler.server import MAX_REQUEST_BYTES, Server
 from scaler.service import _int64
 from scaler.triggers import MAX_KEYS
 from tests.servers import NatsServer
+from tests.test_triggers import PREFILL_KEYS
 
 GET_METRICS = "/externalscaler.ExternalScaler/GetMetrics"
-PREFILL_KEYS = (
-    "account, activationLagThreshold, activationThreshold, consumer, engine, lagThreshold, maxStaleness, metric, "
-    "metricsPath, metricsPort, natsConnection, natsServer, natsServerMonitoringEndpoint, podSelector, "
-    "prometheusAddress, prometheusConnection, role, scrape, seriesSelector, stream, threshold, useHttps"
-)
 
 
 class LoopLag:

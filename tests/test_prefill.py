@@ -159,7 +159,9 @@ async def test_bad_metadata_is_invalid_argument_on_every_call(stub: Stub, nats_s
 
 
 async def test_unknown_connection_profile_is_invalid_argument(stub: Stub):
-    ref = pb.ScaledObjectRef(name="p", namespace="d", scalerMetadata={"role": "prefill", "natsConnection": "prod"})
+    ref = pb.ScaledObjectRef(
+        name="p", namespace="d", scalerMetadata={"role": "prefill", "natsConnection": "prod", "lagThreshold": "5"}
+    )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.GetMetricSpec(ref)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -260,7 +262,7 @@ async def test_nats_down_is_unavailable_once_stale_and_correct_again_after_resta
 
 
 async def test_nats_unreachable_from_the_start_is_unavailable_naming_server_and_stream(stub: Stub):
-    meta = {"role": "prefill", "natsServer": "nats://127.0.0.1:1"}
+    meta = {"role": "prefill", "natsServer": "nats://127.0.0.1:1", "lagThreshold": "5"}
     ref = pb.ScaledObjectRef(name="p", namespace="d", scalerMetadata=meta)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.GetMetrics(metrics_request(ref))

@@ -104,7 +104,9 @@ async def test_sigterm_ends_open_streams_and_exits_zero(process: Process, nats_s
     async with grpc.aio.insecure_channel(f"127.0.0.1:{process.grpc_port}") as channel:
         stub = pb_grpc.ExternalScalerStub(channel)
         ref = pb.ScaledObjectRef(
-            name="prefill", namespace="dynamo", scalerMetadata={"role": "prefill", "natsServer": nats_server.url}
+            name="prefill",
+            namespace="dynamo",
+            scalerMetadata={"role": "prefill", "natsServer": nats_server.url, "lagThreshold": "5"},
         )
         stream = stub.StreamIsActive(ref)
         await stub.GetMetricSpec(ref)  # the stream is open once the server has answered a later call
@@ -219,7 +221,7 @@ async def test_connection_profile_credentials_reach_nats_and_nothing_else(tmp_pa
                 stub = pb_grpc.ExternalScalerStub(channel)
 
                 def ref(profile: str) -> pb.ScaledObjectRef:
-                    meta = {"role": "prefill", "natsConnection": profile}
+                    meta = {"role": "prefill", "natsConnection": profile, "lagThreshold": "5"}
                     return pb.ScaledObjectRef(name=profile, namespace="dynamo", scalerMetadata=meta)
 
                 answer = await stub.GetMetrics(metrics_request(ref("dynamo")))
@@ -239,7 +241,12 @@ async def test_connection_profile_credentials_reach_nats_and_nothing_else(tmp_pa
                     assert error.code() == grpc.StatusCode.UNAVAILABLE
                     captured.append(error.details())
                 for profile in ("basic", "bearer", "inurl"):
-                    meta = {"role": "decode", "prometheusConnection": profile, "podSelector": "app=x"}
+                    meta = {
+                        "role": "decode",
+                        "prometheusConnection": profile,
+                        "podSelector": "app=x",
+                        "threshold": "0.8",
+                    }
                     ref_decode = pb.ScaledObjectRef(name=profile, namespace="dynamo", scalerMetadata=meta)
                     error = await rpc_error(stub.GetMetrics(metrics_request(ref_decode)))
                     assert error is not None

@@ -17,7 +17,7 @@ from scaler.errors import InvalidTrigger, SourceUnavailable
 from scaler.metrics import Metrics
 from scaler.simulate import oracle
 from scaler.simulate.autoscaling import ScaledObjectSpec
-from scaler.simulate.cli import ProgressBar, load_profile
+from scaler.simulate.cli import ProgressBar, load_deployment, load_profile
 from scaler.simulate.cluster import DECODE, PREFILL, Cluster
 from scaler.simulate.exporters import Scraper
 from scaler.simulate.policies import (
@@ -43,12 +43,17 @@ def test_policy_names() -> None:
     assert parse_policy("pd-scaler:kv-cache@0.35").decode_threshold == "0.35"
     assert parse_policy(" static:2x1 ").static == (2, 1)
     assert parse_policy("keda-builtin+lagThreshold=10").options == (("lagThreshold", "10"),)
-    assert pd_scaler_metadata(parse_policy("pd-scaler+lagThreshold=10"), Settings())[PREFILL]["lagThreshold"] == "10"
+    assert parse_policy("pd-scaler:lag").capacity is False
+    assert parse_policy("pd-scaler").capacity is True
+    lag = pd_scaler_metadata(parse_policy("pd-scaler:lag+lagThreshold=10"), Settings())
+    assert lag[PREFILL]["lagThreshold"] == "10"
     for bad, message in [
         ("static:2x0", "P, D >= 1"),
         ("static:0x1", "P, D >= 1"),
         ("static:2", "static:PxD"),
         ("pd-scaler:memory", "decode metric"),
+        ("pd-scaler:lag@0.5", "pd-scaler:lag or pd-scaler:<decode metric>[@<threshold>]"),
+        ("pd-scaler+lagThreshold=5", "lagThreshold only apply with policy threshold, not capacity"),
         ("keda", "unknown policy 'keda'"),
         ("keda-builtin+lag=3", "keda-builtin takes +lagThreshold= and +threshold=, not 'lag'"),
         ("dynamo-load+prefill_queue_up=x", "prefill_queue_up='x' is not a number"),
@@ -69,9 +74,32 @@ def test_pd_scaler_triggers_are_checked_by_the_real_schema() -> None:
         "threshold": "0.8",
         "metric": "gpu-memory",
     }
-    assert pd_scaler_metadata(parse_policy("pd-scaler"), Settings())[DECODE]["engine"] == "vllm"
+    assert pd_scaler_metadata(parse_policy("pd-scaler:lag"), Settings())[DECODE]["engine"] == "vllm"
     with pytest.raises(InvalidTrigger, match="did you mean 'lagThreshold'"):
-        pd_scaler_metadata(parse_policy("pd-scaler"), Settings(prefill_metadata={"lagTreshold": "8"}))
+        pd_scaler_metadata(parse_policy("pd-scaler:lag"), Settings(prefill_metadata={"lagTreshold": "8"}))
+
+
+def test_pd_scaler_is_the_capacity_policy_with_knobs_from_the_deployment() -> None:
+    deployment = load_deployment("ack-dynamo-guide")
+    metadata = pd_scaler_metadata(parse_policy("pd-scaler+ttft=2s"), Settings(), deployment=deployment)
+    profile = deployment.profile
+    # One replica prefills a 2,048-token chunk in the profile's time; 164 sequences step within 50 ms at 2k context.
+    assert metadata[PREFILL] == {
+        "role": "prefill",
+        "natsServer": "nats://sim:4222",
+        "policy": "capacity",
+        "prefillTokensPerSecond": f"{2048 / profile.prefill_seconds(2048):.0f}",
+        "ttft": "2s",
+        "startupDelay": "120s",
+    }
+    assert metadata[DECODE] == {
+        "role": "decode",
+        "prometheusAddress": "http://sim:9090",
+        "policy": "capacity",
+        "prefillScaledObject": "sim-prefill",
+        "seats": str(profile.max_batch_within(0.05, 2048)),
+        "startupDelay": "120s",
+    }
 
 
 async def engine_over(cluster: Cluster) -> tuple[Engine, SimSources, SimClock]:
@@ -97,9 +125,9 @@ async def test_the_engine_reads_the_modelled_cluster_like_a_real_one() -> None:
     cluster.advance(1.0)
     cluster.decode_tick(1.0, 0.05)
     engine, sources, _ = await engine_over(cluster)
-    lag = await decide(engine, {"role": "prefill", "natsServer": "nats://sim:4222"})
+    lag = await decide(engine, {"role": "prefill", "natsServer": "nats://sim:4222", "lagThreshold": "5"})
     assert (lag.value, lag.target, lag.active) == (40.0, 5.0, True)
-    memory = await decide(engine, {"role": "decode", "prometheusAddress": "http://sim:9090"})
+    memory = await decide(engine, {"role": "decode", "prometheusAddress": "http://sim:9090", "threshold": "0.8"})
     # Two engines up with 95 % of each GPU preallocated; the loading pod shows no memory used yet.
     assert memory.value == pytest.approx(2 * 0.95)
     assert memory.unmeasured == 0
@@ -115,7 +143,7 @@ async def test_a_stale_sample_is_an_error_not_a_number() -> None:
     cluster = Cluster([Request(0.0, 1000, 50)], PROFILE)
     cluster.preload(1, 1)
     engine, sources, clock = await engine_over(cluster)
-    metadata = {"role": "prefill", "natsServer": "nats://sim:4222"}
+    metadata = {"role": "prefill", "natsServer": "nats://sim:4222", "lagThreshold": "5"}
     await decide(engine, metadata)
     clock.now += 31.0
     with pytest.raises(SourceUnavailable, match="over maxStaleness 30s"):
@@ -291,7 +319,10 @@ def test_a_role_that_never_activates_is_reported_not_waited_for(
     # passes activationLagThreshold 10, so nothing wakes the role again.
     stamps = [0, 120_000, 120_001, 120_002]
     trace.write_text("\n".join(json.dumps({"timestamp": t, "input_length": 9, "output_length": 9}) for t in stamps))
-    argv = ["simulate", "--trace", str(trace), "--policy", "pd-scaler", "--prefill-replicas", "0:2"]
+    argv = ["simulate", "--trace", str(trace), "--policy", "pd-scaler:lag", "--prefill-replicas", "0:2"]
     argv += ["--cooldown-period", "1s", "--prefill-metadata", "activationLagThreshold=10", "--request-timeout", "1h"]
     assert main(argv) == 1
-    assert "pd-scaler: 1 of 4 requests finished or dropped 0.166667 h after the last arrival" in capsys.readouterr().err
+    assert (
+        "pd-scaler:lag: 1 of 4 requests finished or dropped 0.166667 h after the last arrival"
+        in capsys.readouterr().err
+    )

@@ -9,6 +9,20 @@ from scaler.triggers import DecodeTrigger, PrefillTrigger, parse
 
 NATS = {"role": "prefill", "natsServer": "nats://nats.default.svc:4222"}
 PROM = {"role": "decode", "prometheusAddress": "http://prometheus.monitoring:9090"}
+# What each role's trigger accepts, as errors list it.
+PREFILL_KEYS = (
+    "account, activationLagThreshold, activationThreshold, burstMemory, consumer, engine, lagThreshold, "
+    "maxStaleness, meanPromptTokens, metric, metricsPath, metricsPort, natsConnection, natsServer, "
+    "natsServerMonitoringEndpoint, podSelector, policy, prefillTokensPerSecond, prometheusAddress, "
+    "prometheusConnection, promptTokensField, role, scrape, seriesSelector, startupDelay, stream, "
+    "threshold, ttft, useHttps, window"
+)
+DECODE_KEYS = (
+    "activationThreshold, burstMemory, engine, maxDecodePerPrefill, maxNumSeqs, maxStaleness, metric, "
+    "metricsPath, metricsPort, minDecodePerPrefill, podSelector, policy, prefillScaledObject, "
+    "prometheusAddress, prometheusConnection, role, scrape, seats, seriesSelector, startupDelay, "
+    "threshold, window"
+)
 ENGINE_QUEUE = {
     "role": "prefill",
     "metric": "engine-queue",
@@ -41,12 +55,31 @@ def test_engine_signals_and_series_selectors() -> None:
 
 
 def test_defaults_follow_dynamo_and_the_ack_guide() -> None:
-    spec = parse(NATS)
+    spec = parse({**NATS, "lagThreshold": "5"})
     assert isinstance(spec, PrefillTrigger)
+    assert not spec.capacity
     assert (spec.stream, spec.consumer) == ("dynamo_prefill_queue", "worker-group")
     assert (spec.lag_threshold, spec.activation_lag_threshold, spec.max_staleness) == (5.0, 0.0, 30.0)
     assert spec.nats_server == ("nats://nats.default.svc:4222",)
-    assert spec.metric_name == "prefill-lag-dynamo-prefill-queue-worker-group"
+    assert (spec.metric_name, spec.target) == ("prefill-lag-dynamo-prefill-queue-worker-group", 5.0)
+
+
+def test_capacity_is_the_default_unless_a_keda_compatibility_key_is_given() -> None:
+    spec = parse(NATS)
+    assert isinstance(spec, PrefillTrigger)
+    assert spec.capacity
+    assert (spec.metric_name, spec.target) == ("prefill-tokens-dynamo-prefill-queue-worker-group", 9000.0)
+    assert (spec.ttft, spec.startup_delay, spec.window) == (1.0, 120.0, 60.0)
+    assert (spec.prompt_tokens_field, spec.mean_prompt_tokens) == ("prompt_token_ids", 1000.0)
+    for compat in ({"lagThreshold": "5"}, {"activationLagThreshold": "2"}, {"policy": "threshold"}):
+        assert not parse({**NATS, **compat}).capacity
+    assert not parse({"role": "prefill", "natsServerMonitoringEndpoint": "nats:8222"}).capacity
+    decode = parse(PROM)
+    assert isinstance(decode, DecodeTrigger)
+    assert decode.capacity
+    assert (decode.metric_name, decode.target) == ("decode-sequences", 128.0)
+    for compat in ({"threshold": "0.8"}, {"metric": "kv-cache"}, {"policy": "threshold"}):
+        assert not parse({**PROM, **compat}).capacity
 
 
 def test_keda_keys_are_ignored_and_from_env_keys_count_for_their_base_key() -> None:
@@ -61,7 +94,7 @@ def test_keda_keys_are_ignored_and_from_env_keys_count_for_their_base_key() -> N
 
 
 def test_decode_defaults_follow_the_ack_guide() -> None:
-    spec = parse(PROM)
+    spec = parse({**PROM, "threshold": "0.8"})
     assert isinstance(spec, DecodeTrigger)
     assert (spec.metric, spec.threshold, spec.activation_threshold, spec.engine) == ("gpu-memory", 0.8, 0.0, None)
     kv = parse({**PROM, "metric": "kv-cache"})
@@ -94,10 +127,7 @@ def test_keda_nats_jetstream_metadata_works_unchanged() -> None:
         ({**NATS, "role": "router"}, "key 'role': invalid value 'router'; accepted values: prefill, decode"),
         (
             {**NATS, "lagTreshold": "3"},
-            "unknown key 'lagTreshold' (did you mean 'lagThreshold'?); prefill triggers accept: account, "
-            "activationLagThreshold, activationThreshold, consumer, engine, lagThreshold, maxStaleness, metric, "
-            "metricsPath, metricsPort, natsConnection, natsServer, natsServerMonitoringEndpoint, podSelector, "
-            "prometheusAddress, prometheusConnection, role, scrape, seriesSelector, stream, threshold, useHttps",
+            "unknown key 'lagTreshold' (did you mean 'lagThreshold'?); prefill triggers accept: " + PREFILL_KEYS,
         ),
         ({**NATS, "lagThreshold": "0"}, "key 'lagThreshold': invalid value '0': Input should be greater than 0"),
         ({**NATS, "lagThreshold": "-2"}, "key 'lagThreshold': invalid value '-2': Input should be greater than 0"),
@@ -167,7 +197,36 @@ def test_keda_nats_jetstream_metadata_works_unchanged() -> None:
             {**PROM, "metric": "kv-cache", "engine": "trtllm"},
             "key 'engine': invalid value 'trtllm': Input should be 'vllm', 'sglang' or 'dynamo'",
         ),
-        ({**PROM, "engine": "sglang"}, "key 'engine' applies only with metric: kv-cache, seats"),
+        (
+            {**PROM, "metric": "gpu-memory", "engine": "sglang"},
+            "key 'engine' applies only with metric: kv-cache, seats",
+        ),
+        (
+            {**NATS, "policy": "capacity", "lagThreshold": "5"},
+            "lagThreshold only apply with policy threshold, not capacity",
+        ),
+        (
+            {"role": "prefill", "natsServerMonitoringEndpoint": "nats:8222", "policy": "capacity"},
+            "policy capacity needs natsServer or natsConnection (it reads each request's prompt tokens); "
+            "natsServerMonitoringEndpoint only gives message counts",
+        ),
+        ({**NATS, "policy": "lag"}, "key 'policy': invalid value 'lag': Input should be 'capacity' or 'threshold'"),
+        (
+            {**NATS, "startupDelay": "20m"},
+            "key 'startupDelay': invalid value '20m': Input should be less than or equal to 600",
+        ),
+        (
+            {**PROM, "policy": "capacity", "threshold": "0.5"},
+            "threshold only apply with policy threshold, not capacity",
+        ),
+        (
+            {**PROM, "minDecodePerPrefill": "1"},
+            "key 'minDecodePerPrefill' applies only with prefillScaledObject (the prefill role to keep in step with)",
+        ),
+        (
+            {**PROM, "prefillScaledObject": "p", "minDecodePerPrefill": "3", "maxDecodePerPrefill": "2"},
+            "minDecodePerPrefill is above maxDecodePerPrefill",
+        ),
         (
             {**PROM, "activationThreshold": "-0.1"},
             "key 'activationThreshold': invalid value '-0.1': Input should be greater than or equal to 0",
@@ -189,9 +248,7 @@ def test_keda_nats_jetstream_metadata_works_unchanged() -> None:
         ),
         (
             {**PROM, "lagThreshold": "5"},
-            "unknown key 'lagThreshold' (did you mean 'threshold'?); decode triggers accept: "
-            "activationThreshold, engine, maxNumSeqs, maxStaleness, metric, metricsPath, metricsPort, podSelector, "
-            "prometheusAddress, prometheusConnection, role, scrape, seriesSelector, threshold",
+            "unknown key 'lagThreshold' (did you mean 'threshold'?); decode triggers accept: " + DECODE_KEYS,
         ),
         (
             {**NATS, "lagThreshold": "5", "lagThresholdFromEnv": "6"},

@@ -10,7 +10,8 @@
    the largest batch (up to max_num_seqs) whose step meets the ITL objective at the trace's mean context
    (prompt + half the output); a request holds a slot and at most prompt + output tokens of KV from its arrival
    until its last token, output·step(B*) after its KV arrives; the window needs ceil(peak slots / B*)
-   replicas, and enough for the peak KV, up to maxReplicaCount.
+   replicas, and enough for the peak KV, up to maxReplicaCount. A request whose KV would come later than the
+   request timeout (prefill capped) is dropped whatever decode does: it is left out.
 2. Replicas, not windows: the k-th replica of a role is needed while a window needs at least k. It is created
    the longest start-up delay before it is needed (so it is ready whatever the draw), and kept through a gap in
    its need no longer than that delay (starting it again would bill as much). Replicas needed before the first
@@ -58,6 +59,7 @@ def schedule(ctx: Context, decode_factor: float = 1.0) -> Schedule:
         ctx.config.tick,
         settings.oracle_window,
         (settings.prefill.max_replicas, settings.decode.max_replicas),
+        ctx.config.request_timeout,
     )
     if decode_factor != 1.0:
         need = Plan(need.window_s, need.prefill, tuple(max(1, math.ceil(n * decode_factor)) for n in need.decode))
@@ -122,6 +124,7 @@ def plan(
     tick: float,
     window_s: float,
     caps: tuple[int, int] = (256, 256),
+    timeout: float = math.inf,
 ) -> Plan:
     if not requests:
         return Plan(window_s, (1,), (1,))
@@ -129,7 +132,8 @@ def plan(
     prefill_s = [profile.prefill_seconds(r.prompt) for r in requests]
     transfer_s = [profile.kv_transfer_seconds(r.prompt) for r in requests]
     prefill, joins = _prefill(requests, prefill_s, transfer_s, ttft_slack - tick - itl, window_s, windows, caps[0])
-    return Plan(window_s, prefill, _decode(requests, profile, joins, itl, window_s, windows, caps[1]))
+    decode = _decode(requests, profile, joins, itl, window_s, windows, caps[1], timeout)
+    return Plan(window_s, prefill, decode)
 
 
 def _prefill(
@@ -182,6 +186,7 @@ def _decode(
     window_s: float,
     windows: int,
     cap: int,
+    timeout: float,
 ) -> tuple[int, ...]:
     context = sum(r.prompt + r.output / 2 for r in requests) / len(requests)
     batch = profile.max_batch_within(itl, context)
@@ -190,6 +195,8 @@ def _decode(
     # asking for its prefill) until its last token, output·step(B*) after its KV arrives.
     events: list[tuple[float, int, int]] = []
     for r, join in zip(requests, joins, strict=True):
+        if join - r.arrival > timeout:
+            continue
         kv = r.prompt + r.output
         events += [(r.arrival, 1, kv), (join + r.output * step, -1, -kv)]
     events.sort()

@@ -1,9 +1,12 @@
 """Scaling policies under comparison, each as a controller acting on the modelled cluster at simulated time.
 
 Policies are named `kind[:arg][+key=value...]` and looked up in a registry other modules add to (`register`):
-- `pd-scaler[:<decode metric>[@<threshold>]]`: the real engine and policy (scaler.engine) through simulated
-  sources, behind an emulated KEDA + HPA per role. The prefill trigger is `external-push`. `+key=value` sets a
-  trigger key (`+lagThreshold=10` on prefill; decode keys on decode).
+- `pd-scaler`: the real engine and its capacity policy (scaler.engine, scaler.capacity) through simulated
+  sources, behind an emulated KEDA + HPA per role, decode coupled to prefill. The prefill trigger is
+  `external-push`. Its knobs come from the deployment (`capacity_metadata`); `+key=value` sets a trigger key.
+- `pd-scaler:lag`, `pd-scaler:<decode metric>[@<threshold>]`: the same engine with the threshold policy: prefill
+  lag against `lagThreshold` 5, decode `<metric>` (kv-cache by default) against its threshold (`+lagThreshold=10`
+  on prefill; decode keys on decode).
 - `keda-builtin`: the ACK guide's set-up: KEDA's nats-jetstream scaler (lag = pending + ack-pending, lagThreshold
   5) for prefill; KEDA's prometheus scaler for decode on a query summing each decode pod's GPU memory fraction
   (threshold 0.8; its regex on pod names also matches pods being removed). `+lagThreshold=`, `+threshold=`.
@@ -44,6 +47,17 @@ PD_SCALER_PREFILL = {"role": "prefill", "natsServer": "nats://sim:4222", "lagThr
 # With --prefill-metadata metric=engine-queue or prefill-tokens: the engines' or Dynamo's router's counts instead.
 PD_SCALER_PREFILL_SIGNAL = {"role": "prefill", "prometheusAddress": "http://sim:9090"}
 PD_SCALER_DECODE = {"role": "decode", "prometheusAddress": "http://sim:9090", "threshold": "0.8"}
+LAG = "lag"  # pd-scaler:lag, the threshold policy with its default decode metric
+CAPACITY_PREFILL = {"role": "prefill", "natsServer": "nats://sim:4222", "policy": "capacity"}
+CAPACITY_DECODE = {
+    "role": "decode",
+    "prometheusAddress": "http://sim:9090",
+    "policy": "capacity",
+    "prefillScaledObject": "sim-prefill",
+}
+# Where the profile is read for the capacity knobs: one prefill chunk, and a decode context typical of chat and code
+# traces (prompt plus half the answer, 1-2k tokens).
+DECODE_CONTEXT = 2048
 KEDA_LAG_THRESHOLD = 5.0  # the ACK guide's lagThreshold
 KEDA_MEMORY_THRESHOLD = 0.8
 # `+key=value` options go to the prefill trigger for keys only it has; keys both have (metric, threshold, ...)
@@ -51,6 +65,8 @@ KEDA_MEMORY_THRESHOLD = 0.8
 _PREFILL_KEYS = frozenset(f.alias or n for n, f in PrefillTrigger.model_fields.items()) - frozenset(
     f.alias or n for n, f in DecodeTrigger.model_fields.items()
 )
+_PREFILL_FIELDS = frozenset(f.alias or n for n, f in PrefillTrigger.model_fields.items())
+_DECODE_FIELDS = frozenset(f.alias or n for n, f in DecodeTrigger.model_fields.items())
 
 
 @dataclass(frozen=True)
@@ -112,8 +128,13 @@ class Policy:
     options: tuple[tuple[str, str], ...] = ()  # `+key=value`, in order
 
     @property
+    def capacity(self) -> bool:  # pd-scaler
+        return not self.arg
+
+    @property
     def decode_metric(self) -> str:  # pd-scaler
-        return self.arg.partition("@")[0] or "kv-cache"
+        metric = self.arg.partition("@")[0]
+        return "kv-cache" if metric in ("", LAG) else metric
 
     @property
     def decode_threshold(self) -> str | None:  # pd-scaler
@@ -189,10 +210,10 @@ def kind_of(policy: Policy) -> PolicyKind:
 
 def _check_pd_scaler(policy: Policy) -> None:
     metric, at, threshold = policy.arg.partition("@")
-    if (metric and metric not in METRICS) or (at and not threshold):
+    if (metric and metric not in (*METRICS, LAG)) or (at and (not threshold or metric == LAG)):
         raise ValueError(
-            f"policy {policy.name!r}: write pd-scaler[:<decode metric>[@<threshold>]], metric one of"
-            f" {', '.join(METRICS)}"
+            f"policy {policy.name!r}: write pd-scaler, pd-scaler:lag or pd-scaler:<decode metric>[@<threshold>],"
+            f" metric one of {', '.join(METRICS)}"
         )
     pd_scaler_metadata(policy, Settings())
 
@@ -248,9 +269,41 @@ def _positive_number(policy: Policy, key: str, value: str) -> float:
     return number
 
 
-def pd_scaler_metadata(policy: Policy, settings: Settings, max_num_seqs: int = 256) -> dict[str, dict[str, str]]:
+def capacity_metadata(deployment: Deployment, settings: Settings) -> dict[str, dict[str, str]]:
+    """The capacity triggers' knobs as a user would set them for this deployment: one replica's prefill throughput
+    (a full chunk, from its profile), its decode seats within the ITL SLO, the TTFT SLO and the start-up delay
+    (the middle of a drawn range)."""
+    p = deployment.profile
+    chunk = p.spec.max_num_batched_tokens
+    startup = f"{(deployment.startup.low + deployment.startup.high) / 2:g}s"
+    return {
+        PREFILL: {
+            "prefillTokensPerSecond": f"{chunk / p.prefill_seconds(chunk):.0f}",
+            "ttft": f"{settings.ttft_slack:g}s",
+            "startupDelay": startup,
+        },
+        DECODE: {"seats": str(p.max_batch_within(settings.itl, DECODE_CONTEXT)), "startupDelay": startup},
+    }
+
+
+def pd_scaler_metadata(
+    policy: Policy, settings: Settings, max_num_seqs: int = 256, deployment: Deployment | None = None
+) -> dict[str, dict[str, str]]:
     """The two triggers' metadata as in the ScaledObjects, checked by the real schema (InvalidTrigger if wrong).
-    `max_num_seqs`: the modelled engine's, which a `seats` trigger repeats as its users would."""
+    `max_num_seqs`: the modelled engine's, which a `seats` trigger repeats as its users would; `deployment`: where
+    the capacity policy's knobs come from."""
+    if policy.capacity:
+        knobs = capacity_metadata(deployment, settings) if deployment else {PREFILL: {}, DECODE: {}}
+        prefill = {**CAPACITY_PREFILL, **knobs[PREFILL], **settings.prefill_metadata}
+        decode = {**CAPACITY_DECODE, **knobs[DECODE], **settings.decode_metadata}
+        for key, value in policy.options:
+            if key in _DECODE_FIELDS:
+                decode[key] = value
+            if key in _PREFILL_FIELDS or key not in _DECODE_FIELDS:  # an unknown key gets the prefill schema's error
+                prefill[key] = value
+        for metadata in (prefill, decode):
+            parse(metadata)
+        return {PREFILL: prefill, DECODE: decode}
     queue_lag = settings.prefill_metadata.get("metric", "queue-lag") == "queue-lag"
     prefill = {**(PD_SCALER_PREFILL if queue_lag else PD_SCALER_PREFILL_SIGNAL), **settings.prefill_metadata}
     metric = settings.decode_metadata.get("metric", policy.decode_metric)
@@ -413,7 +466,7 @@ class PdScalerController(KedaController):
 
     def __init__(self, policy: Policy, ctx: Context) -> None:
         cluster, settings = ctx.cluster, ctx.settings
-        metadata = pd_scaler_metadata(policy, settings, cluster.profile.max_num_seqs)
+        metadata = pd_scaler_metadata(policy, settings, cluster.profile.max_num_seqs, ctx.deployment)
         self.sources = SimSources(
             cluster, ctx.scraper, Metrics(), ctx.clock, settings.refresh_interval, settings.kube_refresh_interval
         )
@@ -560,8 +613,17 @@ class OracleController(Controller):
 LAG_SWEEP = ("2", "5", "10", "20")
 
 
+TTFT_SWEEP = ("0.5s", "1s", "2s")
+
+
 def _pd_scaler_sweep(settings: Settings) -> list[str]:
-    return [f"pd-scaler+lagThreshold={lag}" for lag in LAG_SWEEP] + ["pd-scaler:kv-cache@0.5"]
+    """The capacity policy's one knob per role besides the SLOs it is judged on: the TTFT SLO it provisions for
+    (the default, 1 s, is the judged SLO)."""
+    return ["pd-scaler" if ttft == "1s" else f"pd-scaler+ttft={ttft}" for ttft in TTFT_SWEEP]
+
+
+def _pd_scaler_lag_sweep(settings: Settings) -> list[str]:
+    return [f"pd-scaler:lag+lagThreshold={lag}" for lag in LAG_SWEEP] + ["pd-scaler:kv-cache@0.5"]
 
 
 def _static_sweep(settings: Settings) -> list[str]:
@@ -580,11 +642,21 @@ def _planner_sweep(settings: Settings) -> list[str]:
 register(
     PolicyKind(
         "pd-scaler",
-        "pd-scaler[:<decode metric>[@<threshold>]][+<trigger key>=<value>]",
+        "pd-scaler[:lag|:<decode metric>[@<threshold>]][+<trigger key>=<value>]",
         PdScalerController,
         _check_pd_scaler,
-        "prefill lagThreshold; decode kv-cache threshold",
+        "capacity policy: the TTFT it provisions for",
         _pd_scaler_sweep,
+    )
+)
+register(
+    PolicyKind(
+        "pd-scaler:lag",  # the threshold policy's own front; its names are pd-scaler:... policies
+        "pd-scaler:lag",
+        PdScalerController,
+        _check_pd_scaler,
+        "threshold policy: prefill lagThreshold; decode kv-cache threshold",
+        _pd_scaler_lag_sweep,
     )
 )
 register(
@@ -654,4 +726,4 @@ register(
     )
 )
 
-DEFAULT_POLICIES = ("pd-scaler", "pd-scaler:gpu-memory", "keda-builtin", "dynamo-load", "static:2x1", "oracle")
+DEFAULT_POLICIES = ("pd-scaler", "pd-scaler:lag", "keda-builtin", "dynamo-load", "static:2x1", "oracle")

@@ -14,13 +14,15 @@ from scaler import signals
 from scaler.errors import InvalidTrigger
 from scaler.kube import RolePods
 from scaler.metrics import Metrics
-from scaler.observations import ConsumerLag
+from scaler.observations import ConsumerLag, PrefillHistory
+from scaler.simulate import exporters
 from scaler.simulate.cluster import Cluster
 from scaler.simulate.exporters import RUNNING, WAITING, Scraper
 from scaler.simulate.profile import Profile
 from scaler.sources.base import LagSource, Source, SourcePool
+from scaler.sources.history import QueueHistory
 from scaler.sources.pods import PodScrapeSource
-from scaler.triggers import ENGINES, METRICS, PrefillTrigger, TriggerSpec
+from scaler.triggers import ENGINES, MAX_HISTORY_S, METRICS, PrefillTrigger, TriggerSpec
 
 NAMESPACE = "sim"
 # The engine signals the modelled engines export (vLLM V1; Dynamo's frontend), besides every decode fraction.
@@ -39,18 +41,35 @@ class SimClock:
 
 
 class SimLagSource(LagSource[ConsumerLag]):
+    """The consumer's lag, and the queue history the arrivals subscription keeps (each request's prompt tokens, as
+    `prompt_token_ids` carries them)."""
+
     kind = "nats"
 
-    def __init__(self, cluster: Cluster, name: str, interval: float, metrics: Metrics, clock: SimClock) -> None:
+    def __init__(
+        self, cluster: Cluster, name: str, interval: float, metrics: Metrics, clock: SimClock, mean_prompt: float
+    ) -> None:
         super().__init__(name, interval, metrics, clock)
         self.cluster = cluster
+        self.queue = QueueHistory(MAX_HISTORY_S, mean_prompt)
+        self._seen = 0  # requests counted so far
 
     async def fetch(self) -> ConsumerLag:
+        records, now = self.cluster.records, self.clock()
+        while self._seen < len(records) and records[self._seen].arrival <= now:
+            self.queue.arrival(records[self._seen].prompt)
+            self._seen += 1
         # Workers ack on receipt, so nothing stays delivered-but-unacknowledged.
-        return ConsumerLag(pending=self.cluster.prefill_lag(), ack_pending=0)
+        lag = ConsumerLag(pending=self.cluster.prefill_lag(), ack_pending=0)
+        self.queue.record(now, lag.total)
+        return lag
 
     def lag(self, stream: str, consumer: str, max_age: float) -> ConsumerLag:
         return self.read(max_age)
+
+    def history(self, stream: str, consumer: str, max_age: float) -> PrefillHistory:
+        self.read(max_age)
+        return self.queue.snapshot()
 
 
 class SimPrometheusSource(Source[tuple[signals.Series, ...]]):
@@ -80,6 +99,12 @@ def engine_series(scraper: Scraper, name: str) -> tuple[signals.Series, ...]:
 
 def _series_for(query: str, profile: Profile) -> Callable[[Scraper], tuple[signals.Series, ...]]:
     """How to answer `query` from the last scrape: the same series a real Prometheus would return for it."""
+    loads = signals.union_query(
+        (signals.signal("decode", "seats", "vllm"), signals.signal("decode", "kv-cache", "vllm"))
+    )
+    if query == loads:  # the capacity policy's decode load: sequences held and KV-cache fill
+        names = (exporters.RUNNING, exporters.WAITING, exporters.KV_CACHE_USAGE)
+        return lambda scraper: tuple(s for name in names for s in engine_series(scraper, name))
     kinds = {
         signals.query(metric, engine): (metric, engine) for metric in METRICS if metric != "seats" for engine in ENGINES
     }
@@ -186,7 +211,9 @@ class SimSources:
         name = f"nats sim {spec.stream}/{spec.consumer}"
         return self.pool.get(
             ("nats", spec.stream, spec.consumer),
-            lambda: SimLagSource(self.cluster, name, self.refresh_interval, self.metrics, self.clock),
+            lambda: SimLagSource(
+                self.cluster, name, self.refresh_interval, self.metrics, self.clock, spec.mean_prompt_tokens
+            ),
         )
 
     def prometheus_source(self, spec: TriggerSpec, query: str) -> SimPrometheusSource:

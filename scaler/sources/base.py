@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from scaler.errors import Exhausted, NotFound, ScalerError, SourceUnavailable
 from scaler.metrics import Metrics
-from scaler.observations import ConsumerLag
+from scaler.observations import ConsumerLag, PrefillHistory
 from scaler.sources.bounded import describe
 
 T = TypeVar("T")
@@ -179,6 +179,10 @@ class LagSource(Source[T]):
     @abc.abstractmethod
     def lag(self, stream: str, consumer: str, max_age: float) -> ConsumerLag:
         """The lag in the latest sample (at most `max_age` old), or the error the user should see."""
+
+    def history(self, stream: str, consumer: str, max_age: float) -> PrefillHistory:
+        """The queue's sample history (the capacity policy); only sources that see each request keep one."""
+        raise NotImplementedError(f"{self.kind} sources keep no arrival history")
 
 
 class SourcePool:

@@ -18,7 +18,7 @@ from scaler.sources.jsz import JszSource
 from scaler.sources.nats import JetStreamLagSource, NatsConnections
 from scaler.sources.pods import PodScrapeSource
 from scaler.sources.prometheus import PrometheusSource
-from scaler.triggers import PrefillTrigger, TriggerSpec
+from scaler.triggers import MAX_HISTORY_S, PrefillTrigger, TriggerSpec
 
 
 class LiveSources:
@@ -60,7 +60,7 @@ class LiveSources:
             label, profile, conn_key = ",".join(spec.nats_server), None, ("servers", spec.nats_server)
         servers = spec.nats_server
         return self.pool.get(
-            ("nats", conn_key, spec.stream, spec.consumer),
+            ("nats", conn_key, spec.stream, spec.consumer, spec.prompt_tokens_field, spec.mean_prompt_tokens),
             lambda: JetStreamLagSource(
                 self.nats,
                 conn_key,
@@ -71,6 +71,9 @@ class LiveSources:
                 self.refresh_interval,
                 self.metrics,
                 self.clock,
+                spec.prompt_tokens_field,
+                spec.mean_prompt_tokens,
+                MAX_HISTORY_S,
             ),
         )
 

@@ -21,9 +21,10 @@ from nats.js.errors import NotFoundError
 from scaler.connections import NatsProfile
 from scaler.errors import NotFound, SourceUnavailable
 from scaler.metrics import Metrics
-from scaler.observations import ConsumerLag
+from scaler.observations import ConsumerLag, PrefillHistory
 from scaler.sources import bounded
 from scaler.sources.base import Clock, LagSource
+from scaler.sources.history import QueueHistory, prompt_tokens
 
 log = logging.getLogger("pd_scaler.sources")
 
@@ -132,7 +133,9 @@ class NatsConnections:
 
 
 class JetStreamLagSource(LagSource[ConsumerLag]):
-    """Consumer info for one (connection, stream, consumer), refreshed every interval and on every arrival."""
+    """Consumer info for one (connection, stream, consumer), refreshed every interval and on every arrival.
+
+    The arrivals subscription also counts each request and its prompt tokens into the queue's history."""
 
     kind = "nats"
 
@@ -149,10 +152,15 @@ class JetStreamLagSource(LagSource[ConsumerLag]):
         interval: float,
         metrics: Metrics,
         clock: Clock = time.monotonic,
+        tokens_field: str = "prompt_token_ids",
+        mean_prompt_tokens: float = 1000.0,
+        history_span: float = 0.0,
     ) -> None:
         super().__init__(f"nats {label} stream={stream} consumer={consumer}", interval, metrics, clock)
         self.conns, self.stream, self.consumer = conns, stream, consumer
         self._connection = (conn_key, label, profile)
+        self.tokens_field = tokens_field
+        self.queue = QueueHistory(history_span, mean_prompt_tokens)
         self._arrivals: list[Subscription] = []
 
     def open(self) -> None:
@@ -175,24 +183,34 @@ class JetStreamLagSource(LagSource[ConsumerLag]):
         except Exception as exc:
             raise SourceUnavailable(f"{self.name}: {_describe(exc)}") from None
         try:
-            return ConsumerLag(
+            lag = ConsumerLag(
                 pending=bounded.count(info.num_pending or 0, "consumer info num_pending"),
                 ack_pending=bounded.count(info.num_ack_pending or 0, "consumer info num_ack_pending"),
             )
         except bounded.BadAnswer as exc:
             raise SourceUnavailable(f"{self.name}: {exc}") from None
+        # Messages after the ack floor are the newest `lag.total` published (a work queue hands them out in order).
+        self.queue.record(self.clock(), lag.total)
+        return lag
 
     def lag(self, stream: str, consumer: str, max_age: float) -> ConsumerLag:
         """The same reader as JszSource's; this source measures only its own stream and consumer."""
         return self.read(max_age)
 
+    def history(self, stream: str, consumer: str, max_age: float) -> PrefillHistory:
+        self.read(max_age)  # the same freshness rule as the lag
+        return self.queue.snapshot()
+
     async def _subscribe_arrivals(self, nc: NatsClient, subjects: list[str]) -> None:
         # A plain (non-queue) subscription gets a copy of each published request without touching the work
-        # queue; it only wakes the loop, the number still comes from consumer info.
-        async def arrived(_msg: Msg) -> None:
+        # queue: it counts the request and its prompt tokens, and wakes the loop for the consumer's numbers.
+        async def arrived(msg: Msg) -> None:
+            tokens = prompt_tokens(msg.data, self.tokens_field)
+            self.queue.arrival(self.queue.mean if tokens is None else tokens)
             self.refresh_soon()
 
         self._arrivals = [await nc.subscribe(subject, cb=arrived) for subject in subjects]
+        await nc.flush(int(REQUEST_TIMEOUT))  # the server has the subscription: no arrival after this is missed
 
     async def close(self) -> None:
         for sub in self._arrivals:

@@ -1,0 +1,93 @@
+"""A prefill queue's sample history, kept by its source in bounded ring buffers.
+
+Arrivals are counted as they are published (with each request's prompt tokens); the backlog's tokens are those of
+the newest `backlog` arrivals, since a work queue hands messages out in order. One sample per second is kept for
+`span` seconds: the policy reads rates and forecasts off it, and every reader of the source sees the same history.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from functools import lru_cache
+
+from scaler.observations import PrefillHistory, QueueSample
+
+RESOLUTION = 1.0  # seconds between kept samples (the newest one is always current)
+TRACKED_ARRIVALS = 1 << 16  # prompt sizes remembered for the backlog; older backlog counts at the mean
+MAX_PAYLOAD = 1 << 20  # bytes of a request searched for its prompt tokens; bigger ones count at the mean
+
+
+class QueueHistory:
+    def __init__(self, span: float, mean_prompt_tokens: float) -> None:
+        self.span = span
+        self.mean = mean_prompt_tokens
+        self.arrived = 0
+        self.arrived_tokens = 0.0
+        self._after: deque[float] = deque(maxlen=TRACKED_ARRIVALS)  # arrived_tokens after each tracked arrival
+        self._before_tracked = 0.0  # arrived_tokens before the oldest tracked arrival
+        self._samples: deque[QueueSample] = deque()
+        self._snapshot: PrefillHistory | None = None
+
+    def arrival(self, tokens: float) -> None:
+        if len(self._after) == self._after.maxlen:
+            self._before_tracked = self._after[0]
+        self.arrived += 1
+        self.arrived_tokens += tokens
+        self._after.append(self.arrived_tokens)
+
+    def backlog_tokens(self, backlog: int) -> float:
+        """Prompt tokens of the newest `backlog` arrivals; those not seen (queued before we subscribed, or beyond
+        what is tracked) count at the mean."""
+        known = min(backlog, len(self._after))
+        if known == 0:
+            seen = 0.0
+        elif known == len(self._after):
+            seen = self.arrived_tokens - self._before_tracked
+        else:
+            seen = self.arrived_tokens - self._after[-known - 1]
+        return seen + (backlog - known) * self.mean
+
+    def record(self, t: float, backlog: int) -> None:
+        sample = QueueSample(t, self.arrived, self.arrived_tokens, backlog, self.backlog_tokens(backlog))
+        samples = self._samples
+        if len(samples) >= 2 and samples[-1].t - samples[-2].t < RESOLUTION:
+            samples[-1] = sample  # the newest is always current; older ones are a second apart at least
+        else:
+            samples.append(sample)
+        while len(samples) > 2 and samples[1].t <= t - self.span:
+            samples.popleft()
+        self._snapshot = None
+
+    def snapshot(self) -> PrefillHistory:
+        """The samples as the policy reads them (the same object until the next `record`)."""
+        if self._snapshot is None:
+            self._snapshot = PrefillHistory(tuple(self._samples))
+        return self._snapshot
+
+    def __bool__(self) -> bool:
+        return bool(self._samples)
+
+
+@lru_cache(maxsize=64)
+def _field_pattern(field: str) -> re.Pattern[bytes]:
+    return re.compile(rb'"' + re.escape(field.encode()) + rb'"\s*:\s*\[')
+
+
+_NOT_BLANK = re.compile(rb"\S")
+
+
+def prompt_tokens(payload: bytes, field: str) -> int | None:
+    """The length of the JSON list `field` in a request (e.g. Dynamo's `prompt_token_ids`), counted without
+    decoding the payload; None if it is not there or the payload is over MAX_PAYLOAD bytes."""
+    if len(payload) > MAX_PAYLOAD:
+        return None
+    start = _field_pattern(field).search(payload)
+    if start is None:
+        return None
+    end = payload.find(b"]", start.end())
+    if end < 0:
+        return None
+    if _NOT_BLANK.search(payload, start.end(), end) is None:
+        return 0
+    return payload.count(b",", start.end(), end) + 1

@@ -1,0 +1,100 @@
+"""The capacity policy end to end: Dynamo's remote-prefill requests on a real nats-server, KEDA's gRPC calls."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+
+import grpc
+from nats.js import JetStreamContext
+
+from scaler.proto import externalscaler_pb2 as pb
+from scaler.proto import externalscaler_pb2_grpc as pb_grpc
+from scaler.server import Server
+from scaler.sources.history import MAX_PAYLOAD, prompt_tokens
+from tests.conftest import CONSUMER, STREAM, eventually, prefill_ref
+from tests.servers import NatsServer
+
+Stub = pb_grpc.ExternalScalerStub
+METRIC = "prefill-tokens-dynamo-prefill-queue-worker-group"
+
+
+def remote_prefill(i: int, tokens: int | None) -> bytes:
+    """vLLM's RemotePrefillRequest as Dynamo publishes it to `<stream>.queue`."""
+    body: dict[str, object] = {
+        "engine_id": "decode-0",
+        "request_id": f"req-{i}",
+        "sampling_params": {"max_tokens": 64, "temperature": 0.0},
+        "block_ids": [7, 8, 9],
+        "computed_block_ids": [],
+    }
+    if tokens is not None:
+        body["prompt_token_ids"] = [(i * 7919 + k) % 151_000 for k in range(tokens)]
+    return json.dumps(body).encode()
+
+
+def test_prompt_tokens_are_counted_without_decoding_the_payload() -> None:
+    assert prompt_tokens(remote_prefill(1, 30_000), "prompt_token_ids") == 30_000
+    assert prompt_tokens(b'{"prompt_token_ids": [ ]}', "prompt_token_ids") == 0
+    assert prompt_tokens(b'{"request": {"token_ids" : [5]}}', "token_ids") == 1
+    assert prompt_tokens(remote_prefill(1, None), "prompt_token_ids") is None
+    assert prompt_tokens(b'{"prompt_token_ids": [1, 2', "prompt_token_ids") is None
+    assert prompt_tokens(b" " * (MAX_PAYLOAD + 1), "prompt_token_ids") is None
+
+
+async def value(stub: Stub, ref: pb.ScaledObjectRef) -> float:
+    response = await stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref, metricName=METRIC))
+    assert [v.metricName for v in response.metricValues] == [METRIC]
+    return response.metricValues[0].metricValueFloat
+
+
+async def test_demand_is_the_backlog_s_prompt_tokens_to_drain_within_the_ttft_slo(
+    stub: Stub, js: JetStreamContext, nats_server: NatsServer
+) -> None:
+    # Rates over 5 s, forecast 2 s ahead, bursts remembered 1 s: once the arrivals are older than the window, only
+    # the backlog is left.
+    ref = prefill_ref(nats_server, policy="capacity", window="5s", startupDelay="2s", ttft="2s", burstMemory="1s")
+    spec = (await stub.GetMetricSpec(ref)).metricSpecs[0]
+    assert (spec.metricName, spec.targetSizeFloat) == (METRIC, 9000.0)
+    assert await value(stub, ref) == 0.0
+    # Mixed prompts, one without prompt_token_ids (counted at meanPromptTokens, 1,000).
+    for i, tokens in enumerate([200, 30_000, 800, 1500, 4000, None]):
+        await js.publish(f"{STREAM}.queue", remote_prefill(i, tokens))
+    worker = await js.pull_subscribe_bind(CONSUMER, STREAM)
+    for msg in await worker.fetch(2):  # Dynamo's workers ack on receipt: 200 and 30,000 tokens are taken
+        await msg.ack()
+
+    async def arrivals_counted() -> None:
+        # Backlog 800 + 1,500 + 4,000 + 1,000 = 7,300 tokens to drain within the start-up delay and the TTFT
+        # SLO (4 s), plus the rate of the 37,500 arrived tokens.
+        assert await value(stub, ref) > 1825.0
+
+    await eventually(arrivals_counted)
+
+    async def backlog_only() -> None:
+        assert await value(stub, ref) == 1825.0
+
+    await eventually(backlog_only, timeout=15.0)
+
+
+async def test_two_scalers_on_the_same_queue_agree(
+    stub: Stub,
+    js: JetStreamContext,
+    nats_server: NatsServer,
+    make_scaler: Callable[..., Awaitable[Server]],
+) -> None:
+    other = await make_scaler()
+    ref = prefill_ref(nats_server, policy="capacity", window="5s", startupDelay="1s", burstMemory="1s")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{other.grpc_port}") as channel:
+        stub2 = Stub(channel)
+        assert (await value(stub, ref), await value(stub2, ref)) == (0.0, 0.0)
+        for i in range(100):
+            await js.publish(f"{STREAM}.queue", remote_prefill(i, 1000 + 40 * i))
+
+        async def agree() -> None:
+            a, b = await value(stub, ref), await value(stub2, ref)
+            # Both heard every arrival and read the same consumer: once the arrivals have left the 5 s window,
+            # the backlog (100 prompts, 298,000 tokens) to drain within 2 s is the whole demand.
+            assert (a, b) == (149_000.0, 149_000.0)
+
+        await eventually(agree, timeout=15.0)
