@@ -328,3 +328,18 @@ async def test_the_simulator_drives_the_engine_signals_from_its_model() -> None:
     assert sequences > 0  # requests routed to decode wait there for their prefill (vLLM counts them waiting)
     assert (seats.target, seats.unmeasured) == (0.8, 0)
     await sources.close()
+
+
+async def test_scraping_finds_the_pods_through_the_rbg_adapter(
+    scaler: tuple[Server, pb_grpc.ExternalScalerStub], kube: tuple[kubeapi.KubeAPI, Path], engines: EngineCluster
+):
+    """No podSelector: ScaledObject → RoleBasedGroupScalingAdapter → status.selector → the pods and their IPs."""
+    _, stub = scaler
+    api, _ = kube
+    pd = kubeapi.install_dynamo_pd(api, NAMESPACE)
+    labels = kubeapi.role_labels(pd.group, "decoder")
+    for pod, engine_pod in zip(pd.decode_pods, ("vllm-decode-0", "vllm-decode-1"), strict=True):
+        api.put(kubeapi.pod(pod, NAMESPACE, labels, ip=engines.ips[engine_pod]))
+    metadata = {"role": "decode", "metric": "seats", "maxNumSeqs": "256", "scrape": "pods",
+                "metricsPort": str(engines.port)}  # fmt: skip
+    assert await value(stub, ref(metadata, name=pd.decoder)) == 0.6640625
