@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
@@ -96,7 +97,8 @@ class _Memo:
         self._decision: Decision | None = None
 
     def __call__(self, inputs: tuple[object, ...], decide: Callable[[], Decision]) -> Decision:
-        same = len(inputs) == len(self._inputs) and all(a is b for a, b in zip(inputs, self._inputs, strict=True))
+        # map(operator.is_) rather than a generator: this runs on every call.
+        same = len(inputs) == len(self._inputs) and all(map(operator.is_, inputs, self._inputs))
         if not same or self._decision is None:
             self._decision, self._inputs = decide(), inputs
         return self._decision
