@@ -364,3 +364,22 @@ def test_series_of_the_other_role_other_spellings_and_ranks_count_once() -> None
     # The same series with the colon as well (Prometheus 3 next to 2): the colon's are read, never both.
     both = [*series, s("sglang:num_queue_reqs", 7, engine_type="prefill", tp_rank="0")]
     assert signals.evaluate(queue, both).values == {("llm", "p"): 8.0}
+
+
+async def test_a_pod_s_answer_is_bounded_like_every_source_s(
+    kube: tuple[kubeapi.KubeAPI, Path], engines: EngineCluster, make_scaler: Callable[..., Awaitable[Server]]
+):
+    server = await make_scaler(kubeconfig=kube[1], kube_refresh_interval=0.1, max_source_body_bytes=64)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        stub = pb_grpc.ExternalScalerStub(channel)
+        metadata = {"role": "prefill", "metric": "engine-queue", "threshold": "4", "podSelector": VLLM_PREFILL,
+                    "scrape": "pods", "metricsPort": str(engines.port)}  # fmt: skip
+
+        async def refused() -> str:
+            error = await error_of(stub, ref(metadata))
+            assert error.code() == grpc.StatusCode.UNAVAILABLE
+            assert "over the limit of 64 bytes" in (error.details() or "")
+            return error.details() or ""
+
+        details = await eventually(refused)
+    assert details.startswith("no engine-queue series for any of the role's 2 pods (vllm-prefill-0: answer ")
