@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
@@ -96,7 +97,8 @@ class _Memo:
         self._decision: Decision | None = None
 
     def __call__(self, inputs: tuple[object, ...], decide: Callable[[], Decision]) -> Decision:
-        same = len(inputs) == len(self._inputs) and all(a is b for a, b in zip(inputs, self._inputs, strict=True))
+        # map(operator.is_) rather than a generator: this runs on every call.
+        same = len(inputs) == len(self._inputs) and all(map(operator.is_, inputs, self._inputs))
         if not same or self._decision is None:
             self._decision, self._inputs = decide(), inputs
         return self._decision
@@ -254,14 +256,14 @@ class Engine:
             data = self.sources.prometheus_source(spec, sig.query(matchers))
         # The role's pods change slowly; they are re-listed every role interval, so allow a few of those.
         role_max_age = max(spec.max_staleness, 3 * role.interval) if role is not None else 0.0
-        capacity = float(spec.max_num_seqs) if isinstance(spec, DecodeTrigger) and spec.max_num_seqs else None
+        seat_limit = float(spec.max_num_seqs) if isinstance(spec, DecodeTrigger) and spec.max_num_seqs else None
 
         def decide() -> Decision:
             pods = check_bound(role.read(role_max_age)) if role is not None else None
             sample = data.read(spec.max_staleness)
             series, failed = (sample.series, sample.failed) if isinstance(sample, PodScrape) else (sample, {})
             values = self._signal_values(series, sig, matchers)
-            obs = _observe(sig, values, pods, failed, data.name, capacity)
+            obs = _observe(sig, values, pods, failed, data.name, seat_limit)
             return decide_signal(spec, obs, pods.pods if pods is not None and not sig.per_worker else None)
 
         sources = (role, data) if role is not None else (data,)
@@ -469,7 +471,7 @@ def _observe(
     pods: RolePods | None,
     failed: Mapping[str, str],
     source: str,
-    capacity: float | None,
+    seat_limit: float | None,
 ) -> RoleSignal:
     """The observation the policy decides on: each of the role's pods' value (seats as a fraction of the pod's
     limit: the per-engine limit times its data-parallel engines), and why the others have none."""
@@ -480,8 +482,8 @@ def _observe(
     per = {}
     for (namespace, pod), value in values.values.items():
         if namespace == pods.namespace:
-            per[pod] = value / (capacity * values.engines.get((namespace, pod), 1)) if capacity else value
+            per[pod] = value / (seat_limit * values.engines.get((namespace, pod), 1)) if seat_limit else value
     measured = {pod: per[pod] for pod in pods.pods if pod in per}
     unmeasured = {pod: failed.get(pod, NO_SERIES) for pod in pods.pods if pod not in per}
-    unit = "fraction" if capacity else sig.unit
-    return RoleSignal(sig.role, sig.metric, sig.engine, unit, source, measured, unmeasured, capacity)
+    unit = "fraction" if seat_limit else sig.unit
+    return RoleSignal(sig.role, sig.metric, sig.engine, unit, source, measured, unmeasured, seat_limit)

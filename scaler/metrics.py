@@ -162,7 +162,7 @@ class Metrics:
         self.grpc_requests.labels(method, code).inc()
         self.grpc_stream_duration.labels(method).observe(seconds)
 
-    def scaledobject(self, namespace: str, name: str, role: str, *, reads_pods: bool = False) -> ScaledObjectGauges:
+    def scaledobject(self, namespace: str, name: str, role: str, reads_pods: bool = False) -> ScaledObjectGauges:
         key = (namespace, name, role)
         gauges = self._scaledobjects.get(key)
         if gauges is None:

@@ -302,11 +302,6 @@ def evaluate(sig: Signal, series: Iterable[Series], matchers: tuple[Matcher, ...
     return _counts(sig, kept)
 
 
-def per_pod(metric: str, engine: str, series: Iterable[Series]) -> dict[PodKey, float]:
-    """Each pod's value of a decode `metric` (kept for callers that name signals by metric and engine)."""
-    return evaluate(signal("decode", metric, engine), series).values
-
-
 def _gpu_memory(series: Iterable[Series]) -> dict[PodKey, float]:
     gpus: dict[tuple[PodKey, str], dict[str, float]] = defaultdict(dict)
     for s in series:

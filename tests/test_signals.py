@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from scaler import signals
 from scaler.engine import Ref
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
@@ -328,3 +329,57 @@ async def test_the_simulator_drives_the_engine_signals_from_its_model() -> None:
     assert sequences > 0  # requests routed to decode wait there for their prefill (vLLM counts them waiting)
     assert (seats.target, seats.unmeasured) == (0.8, 0)
     await sources.close()
+
+
+async def test_scraping_finds_the_pods_through_the_rbg_adapter(
+    scaler: tuple[Server, pb_grpc.ExternalScalerStub], kube: tuple[kubeapi.KubeAPI, Path], engines: EngineCluster
+):
+    """No podSelector: ScaledObject → RoleBasedGroupScalingAdapter → status.selector → the pods and their IPs."""
+    _, stub = scaler
+    api, _ = kube
+    pd = kubeapi.install_dynamo_pd(api, NAMESPACE)
+    labels = kubeapi.role_labels(pd.group, "decoder")
+    for pod, engine_pod in zip(pd.decode_pods, ("vllm-decode-0", "vllm-decode-1"), strict=True):
+        api.put(kubeapi.pod(pod, NAMESPACE, labels, ip=engines.ips[engine_pod]))
+    metadata = {"role": "decode", "metric": "seats", "maxNumSeqs": "256", "scrape": "pods",
+                "metricsPort": str(engines.port)}  # fmt: skip
+    assert await value(stub, ref(metadata, name=pd.decoder)) == 0.6640625
+
+
+def test_series_of_the_other_role_other_spellings_and_ranks_count_once() -> None:
+    """Pure: SGLang's engine_type, Prometheus 2's underscore spelling, TP ranks (max) and DP ranks (sum)."""
+
+    def s(name: str, value: float, **labels: str) -> signals.Series:
+        return signals.Series({"__name__": name, "pod": "p", "namespace": "llm", **labels}, value)
+
+    queue = signals.signal("prefill", "engine-queue", "sglang")
+    series = [
+        s("sglang_num_queue_reqs", 3, engine_type="prefill", tp_rank="0", dp_rank="0"),  # stored by Prometheus 2
+        s("sglang_num_queue_reqs", 3, engine_type="prefill", tp_rank="1", dp_rank="0"),  # same queue, other rank
+        s("sglang_num_queue_reqs", 2, engine_type="prefill", tp_rank="0", dp_rank="1"),  # another DP engine
+        s("sglang_num_queue_reqs", 50, engine_type="decode", tp_rank="0", dp_rank="0"),  # a decode server's queue
+        s("sglang:num_prefill_inflight_queue_reqs", 1, engine_type="unified", tp_rank="0"),  # an older build
+    ]
+    assert signals.evaluate(queue, series).values == {("llm", "p"): 6.0}
+    # The same series with the colon as well (Prometheus 3 next to 2): the colon's are read, never both.
+    both = [*series, s("sglang:num_queue_reqs", 7, engine_type="prefill", tp_rank="0")]
+    assert signals.evaluate(queue, both).values == {("llm", "p"): 8.0}
+
+
+async def test_a_pod_s_answer_is_bounded_like_every_source_s(
+    kube: tuple[kubeapi.KubeAPI, Path], engines: EngineCluster, make_scaler: Callable[..., Awaitable[Server]]
+):
+    server = await make_scaler(kubeconfig=kube[1], kube_refresh_interval=0.1, max_source_body_bytes=64)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        stub = pb_grpc.ExternalScalerStub(channel)
+        metadata = {"role": "prefill", "metric": "engine-queue", "threshold": "4", "podSelector": VLLM_PREFILL,
+                    "scrape": "pods", "metricsPort": str(engines.port)}  # fmt: skip
+
+        async def refused() -> str:
+            error = await error_of(stub, ref(metadata))
+            assert error.code() == grpc.StatusCode.UNAVAILABLE
+            assert "over the limit of 64 bytes" in (error.details() or "")
+            return error.details() or ""
+
+        details = await eventually(refused)
+    assert details.startswith("no engine-queue series for any of the role's 2 pods (vllm-prefill-0: answer ")

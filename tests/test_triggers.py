@@ -96,7 +96,10 @@ def test_keda_keys_are_ignored_and_from_env_keys_count_for_their_base_key() -> N
 def test_decode_defaults_follow_the_ack_guide() -> None:
     spec = parse({**PROM, "threshold": "0.8"})
     assert isinstance(spec, DecodeTrigger)
-    assert (spec.metric, spec.threshold, spec.activation_threshold, spec.kv_engine) == ("gpu-memory", 0.8, 0.0, "vllm")
+    assert (spec.metric, spec.threshold, spec.activation_threshold, spec.engine) == ("gpu-memory", 0.8, 0.0, None)
+    kv = parse({**PROM, "metric": "kv-cache"})
+    assert isinstance(kv, DecodeTrigger)
+    assert kv.signal.engine == "vllm"  # the default engine
     assert (spec.metric_name, spec.target) == ("decode-gpu-memory", 0.8)
 
 
