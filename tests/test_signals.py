@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from nats.js import JetStreamContext
 
 from scaler import signals
 from scaler.engine import Ref
@@ -21,9 +22,9 @@ from scaler.simulate.cluster import DECODE, PREFILL, Cluster
 from scaler.simulate.policies import Settings, parse_policy, pd_scaler_metadata
 from scaler.simulate.trace import Request
 from tests import kubeapi
-from tests.conftest import eventually
+from tests.conftest import STREAM, eventually, prefill_ref
 from tests.exporters import ENGINE_PODS, NAMESPACE, EngineCluster, engine_cluster
-from tests.servers import PrometheusServer
+from tests.servers import NatsServer, PrometheusServer
 from tests.test_prefill import scrape
 from tests.test_simulate_policies import PROFILE, decide, engine_over
 
@@ -383,3 +384,57 @@ async def test_a_pod_s_answer_is_bounded_like_every_source_s(
 
         details = await eventually(refused)
     assert details.startswith("no engine-queue series for any of the role's 2 pods (vllm-prefill-0: answer ")
+
+
+@pytest.mark.parametrize("source", ["prometheus", "pods"])
+@pytest.mark.parametrize(
+    ("metadata", "expected"),
+    [
+        # vLLM: 100 running + 20 waiting (by reason) and 50 running hold 170 sequences; their KV (0.5 + 0.25,
+        # full at 0.9) is worth 83.3 of 100-seat replicas: the sequences bind.
+        ({"engine": "vllm", "seats": "100", "podSelector": VLLM_DECODE}, 170.0),
+        # SGLang: 40 + 16 sequences, but 0.5 of one pod's KV (max over TP ranks) at 200 seats is worth 111.1.
+        ({"engine": "sglang", "seats": "200", "podSelector": SGLANG_DECODE}, 0.5 / 0.9 * 200),
+    ],
+)
+async def test_decode_capacity_is_the_sequences_held_or_their_kv_worth_against_seats(
+    scaler: tuple[Server, pb_grpc.ExternalScalerStub],
+    prometheus: PrometheusServer,
+    engines: EngineCluster,
+    source: str,
+    metadata: dict[str, str],
+    expected: float,
+):
+    _, stub = scaler
+    so = ref(through(source, {"role": "decode", **metadata}, prometheus, engines))
+    assert await value(stub, so) == pytest.approx(expected)
+    [spec] = (await stub.GetMetricSpec(so)).metricSpecs
+    assert (spec.metricName, spec.targetSizeFloat) == ("decode-sequences", float(metadata["seats"]))
+
+
+async def test_two_scalers_on_the_same_nats_and_prometheus_agree_on_coupled_roles(
+    scaler: tuple[Server, pb_grpc.ExternalScalerStub],
+    kube: tuple[kubeapi.KubeAPI, Path],
+    make_scaler: Callable[..., Awaitable[Server]],
+    prometheus: PrometheusServer,
+    nats_server: NatsServer,
+    js: JetStreamContext,
+):
+    other = await make_scaler(kubeconfig=kube[1], kube_refresh_interval=0.1)
+    prefill = prefill_ref(nats_server, policy="capacity", window="5s", startupDelay="1s", burstMemory="1s")
+    decode = ref({"role": "decode", "prometheusAddress": prometheus.url, "podSelector": VLLM_DECODE,
+                  "seats": "100", "prefillScaledObject": prefill.name})  # fmt: skip
+    prefill = pb.ScaledObjectRef(name=prefill.name, namespace=NAMESPACE, scalerMetadata=prefill.scalerMetadata)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{other.grpc_port}") as channel:
+        stubs = (scaler[1], pb_grpc.ExternalScalerStub(channel))
+        for stub in stubs:
+            assert await value(stub, prefill) == 0.0
+        for i in range(40):
+            await js.publish(f"{STREAM}.queue", b'{"prompt_token_ids": [%s]}' % b", ".join([b"7"] * (100 + i)))
+
+        async def agree() -> None:
+            answers = [(await value(stub, prefill), await value(stub, decode)) for stub in stubs]
+            # 40 prompts of 100..139 tokens (4,780) waiting, to drain within 2 s; decode holds 170 sequences.
+            assert answers == [(2390.0, 170.0), (2390.0, 170.0)]
+
+        await eventually(agree, timeout=15.0)
