@@ -127,6 +127,9 @@ class Engine:
         self._log_once = Once(clock=clock)
         self._evaluators_generation = -1
         self._values: dict[tuple[signals.Signal, tuple[signals.Matcher, ...]], tuple[object, signals.Values]] = {}
+        self._prefill_decisions: dict[
+            tuple[object, str, capacity.PrefillSettings], tuple[PrefillHistory, Decision]
+        ] = {}
         self.closing = False
         self._active: dict[tuple[str, str], bool] = {}
         self._seen: OrderedDict[SeriesKey, _Seen] = OrderedDict()  # least recently answered first
@@ -190,6 +193,7 @@ class Engine:
         if self._evaluators_generation != pool.generation:
             self._evaluators.clear()
             self._by_object.clear()
+            self._prefill_decisions.clear()
             self._evaluators_generation = pool.generation
         key = ref.key
         ev = self._evaluators.get(key)
@@ -231,14 +235,21 @@ class Engine:
         settings = capacity.PrefillSettings(
             spec.prefill_tokens_per_second, spec.ttft, spec.startup_delay, spec.window, spec.burst_memory
         )
-        memo = _Memo()
+        # ScaledObjects on one queue with the same settings share one decision per sample: the policy runs once per
+        # refresh of the source, not once per call or per ScaledObject.
+        key = (source, spec.metric_name, settings)
 
         def history() -> PrefillHistory:
             return source.history(spec.stream, spec.consumer, spec.max_staleness)
 
         def decide() -> Decision:
             h = history()
-            return memo((h,), lambda: capacity.decide_prefill(spec.metric_name, h, settings))
+            cached = self._prefill_decisions.get(key)
+            if cached is None or cached[0] is not h:
+                if len(self._prefill_decisions) >= self.max_scaledobjects:
+                    self._prefill_decisions.clear()
+                cached = self._prefill_decisions[key] = (h, capacity.decide_prefill(spec.metric_name, h, settings))
+            return cached[1]
 
         return Evaluator(spec, (source,), decide, "capacity (prompt tokens/s)", history)
 
