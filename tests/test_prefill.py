@@ -278,9 +278,10 @@ async def test_a_closed_stream_is_counted_and_its_open_time_observed(
     scaler: Server, stub: Stub, nats_server: NatsServer, js: JetStreamContext
 ):
     ref = prefill_ref(nats_server)
+    await publish(js, 1)  # active, so both streams answer on open
     for method in (stub.StreamIsActive, stub.StreamMetricSpec):
         stream = method(ref)
-        await stub.GetMetricSpec(ref)  # the stream is open once a later call is answered
+        await stream.read()  # its handler runs: a stream cancelled before that is never served, nor counted
         stream.cancel()
 
     async def observed() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
