@@ -30,8 +30,9 @@ SCALER_ADDRESS = "pd-scaler.keda.svc.cluster.local:9090"
 _ROLE_SUFFIXES = {"prefill": ("-prefill",), "decode": ("-decode", "-decoder")}
 # KV-cache fill of a decode replica whose 256 seats (vLLM's max_num_seqs) are all taken: 256 sequences of the
 # Azure conversation trace (mean prompt 1,155 + output 211 tokens, in 128-token blocks) in the 796,800-token KV
-# cache of the simulator's default profile (qwen3-32b-h200-tp2) — see docs/simulate.md, "Reading the results".
-# New requests queue for a seat from there on, so a kv-cache threshold above it is never reached.
+# cache of the simulator's `h200-tp2` deployment (profile qwen3-32b-h200-tp2), where seats bind before KV — see
+# docs/simulate.md, "Reading the results". New requests queue for a seat from there on, so a kv-cache threshold
+# above it is never reached. (An engine with a smaller KV cache, as the default `ack-dynamo-guide`, fills it first.)
 KV_FILL_AT_SEAT_SATURATION = 0.45
 KV_THRESHOLD_ADVICE = 0.4
 PREFILL_QUEUE_ADVICE = "4"  # waiting requests per prefill replica, as the SGLang example
@@ -286,7 +287,7 @@ def _check_decode_signal(metadata: Mapping[str, str], max_replicas: object) -> I
                 (
                     f"kv-cache threshold {threshold:g} is above where a decode replica runs out of sequence slots: "
                     f"with its 256 seats (vLLM's max_num_seqs) taken it shows about {KV_FILL_AT_SEAT_SATURATION:g} "
-                    "KV-cache fill (the simulator's default profile, qwen3-32b-h200-tp2, on the bundled Azure "
+                    "KV-cache fill (the simulator's h200-tp2 deployment, 796,800 KV tokens, on the bundled Azure "
                     "conversation trace; docs/simulate.md), and new requests queue for a seat without the fill "
                     f"rising, so the role never scales; use {_recommended_decode()}, or a kv-cache threshold of "
                     f"{KV_THRESHOLD_ADVICE:g} or less"

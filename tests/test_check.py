@@ -110,8 +110,8 @@ ACK_WARNING = (
 
 KV_WARNING = (
     "metadata.threshold: warning: kv-cache threshold {t} is above where a decode replica runs out of sequence slots: "
-    "with its 256 seats (vLLM's max_num_seqs) taken it shows about 0.45 KV-cache fill (the simulator's default "
-    "profile, qwen3-32b-h200-tp2, on the bundled Azure conversation trace; docs/simulate.md), and new requests "
+    "with its 256 seats (vLLM's max_num_seqs) taken it shows about 0.45 KV-cache fill (the simulator's h200-tp2 "
+    "deployment, 796,800 KV tokens, on the bundled Azure conversation trace; docs/simulate.md), and new requests "
     "queue for a seat without the fill rising, so the role never scales; use metric: seats, with maxNumSeqs the "
     "engine's sequence limit (vLLM --max-num-seqs, 256 by default), or a kv-cache threshold of 0.4 or less"
 )
