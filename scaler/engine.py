@@ -294,7 +294,7 @@ class Engine:
             data = self.sources.prometheus_source(spec, signals.union_query((seats, kv), matchers))
         role_max_age = max(spec.max_staleness, 3 * role.interval)
         settings = capacity.DecodeSettings(
-            spec.seats,
+            spec.replica_seats,
             spec.startup_delay,
             spec.window,
             spec.burst_memory,

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from scaler import signals
+from scaler import deployment, signals
 from scaler.durations import parse_duration
 from scaler.errors import InvalidTrigger
 
@@ -517,8 +517,21 @@ class DecodeTrigger(SignalKeys, TriggerBase):
     policy: Literal["capacity", "threshold"] | None = _policy_field("threshold")
     seats: PositiveFloat = Field(
         128.0,
-        description="Capacity: sequences one decode replica runs within the ITL SLO (from its profile; the "
-        "default is Qwen3-32B on one H100 at ~50 ms per token with 2k-token contexts).",
+        description="Capacity: sequences one decode replica runs within the ITL SLO. Given, it wins; else derived "
+        "from `profile` and `itl`; else this default (Qwen3-32B on one H100 at ~50 ms per token with 2k-token "
+        "contexts).",
+    )
+    itl: Annotated[Duration, Field(gt=0, le=10)] = Field(
+        "50ms",
+        validate_default=True,
+        description="Capacity: ITL SLO, the time between two output tokens; with `profile`, `seats` is the "
+        f"largest batch whose decode step at {deployment.DECODE_CONTEXT} tokens of context meets it.",
+    )
+    profile: str | None = Field(
+        None,
+        description="Capacity: the decode replica, a bundled deployment or profile (`"
+        + "`, `".join(deployment.bundled())
+        + "`) whose measured decode steps give `seats` at the `itl` SLO.",
     )
     startup_delay: StartupDelay = _startup_field()
     window: Window = _window_field()
@@ -538,8 +551,31 @@ class DecodeTrigger(SignalKeys, TriggerBase):
 
     kind: ClassVar[str] = "decode"
 
+    @field_validator("profile")
+    @classmethod
+    def _bundled(cls, name: str | None) -> str | None:
+        if name is not None and name not in deployment.bundled():
+            raise PydanticCustomError("profile", "accepted values: {names}", {"names": ", ".join(deployment.bundled())})
+        return name
+
     @model_validator(mode="after")
     def _one_source(self) -> DecodeTrigger:
+        if "seats" not in self.model_fields_set and ("itl" in self.model_fields_set or self.profile is not None):
+            if self.profile is None:
+                raise PydanticCustomError(
+                    "itl",
+                    "key 'itl' needs key 'profile' (the decode replica's bundled deployment or profile: {names}) to "
+                    "derive seats from; or set key 'seats'",
+                    {"names": ", ".join(deployment.bundled())},
+                )
+            try:
+                _seats(self.profile, self.itl)
+            except ValueError as exc:
+                raise PydanticCustomError(
+                    "itl",
+                    "key 'itl': on {profile}, {why}; raise it, or set key 'seats'",
+                    {"profile": self.profile, "why": str(exc)},
+                ) from None
         if self.policy == "capacity":
             _no_compat(self, ("metric", "threshold", "activationThreshold", "maxNumSeqs"))
         if self.metric == "seats" and self.max_num_seqs is None and not self.capacity:
@@ -580,8 +616,20 @@ class DecodeTrigger(SignalKeys, TriggerBase):
         return metric_name("decode", "sequences" if self.capacity else self.metric)
 
     @property
+    def replica_seats(self) -> float:
+        """Sequences one replica runs within the ITL SLO: `seats` as given, else derived from `profile`."""
+        if self.profile is None or "seats" in self.model_fields_set:
+            return self.seats
+        return _seats(self.profile, self.itl)
+
+    @property
     def target(self) -> float:
-        return self.seats if self.capacity else self.threshold
+        return self.replica_seats if self.capacity else self.threshold
+
+
+@functools.lru_cache(maxsize=256)  # asked on every call; few (profile, itl) pairs in use, each a batch search
+def _seats(profile: str, itl: float) -> float:
+    return float(deployment.decode_seats(deployment.replica(profile), itl))
 
 
 def _no_compat(model: BaseModel, keys: tuple[str, ...]) -> None:

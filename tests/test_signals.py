@@ -388,13 +388,16 @@ async def test_a_pod_s_answer_is_bounded_like_every_source_s(
 
 @pytest.mark.parametrize("source", ["prometheus", "pods"])
 @pytest.mark.parametrize(
-    ("metadata", "expected"),
+    ("metadata", "expected", "seats"),
     [
         # vLLM: 100 running + 20 waiting (by reason) and 50 running hold 170 sequences; their KV (0.5 + 0.25,
         # full at 0.9) is worth 83.3 of 100-seat replicas: the sequences bind.
-        ({"engine": "vllm", "seats": "100", "podSelector": VLLM_DECODE}, 170.0),
+        ({"engine": "vllm", "seats": "100", "podSelector": VLLM_DECODE}, 170.0, 100.0),
         # SGLang: 40 + 16 sequences, but 0.5 of one pod's KV (max over TP ranks) at 200 seats is worth 111.1.
-        ({"engine": "sglang", "seats": "200", "podSelector": SGLANG_DECODE}, 0.5 / 0.9 * 200),
+        ({"engine": "sglang", "seats": "200", "podSelector": SGLANG_DECODE}, 0.5 / 0.9 * 200, 200.0),
+        # Seats from the replica's profile at the ITL SLO: the ACK guide's H200 engine runs 52 sequences within
+        # 30 ms a token; their KV is worth 0.75 / 0.9 x 52 = 43.3, so the 170 sequences bind.
+        ({"engine": "vllm", "profile": "ack-dynamo-guide", "itl": "30ms", "podSelector": VLLM_DECODE}, 170.0, 52.0),
     ],
 )
 async def test_decode_capacity_is_the_sequences_held_or_their_kv_worth_against_seats(
@@ -404,12 +407,23 @@ async def test_decode_capacity_is_the_sequences_held_or_their_kv_worth_against_s
     source: str,
     metadata: dict[str, str],
     expected: float,
+    seats: float,
 ):
     _, stub = scaler
     so = ref(through(source, {"role": "decode", **metadata}, prometheus, engines))
     assert await value(stub, so) == pytest.approx(expected)
     [spec] = (await stub.GetMetricSpec(so)).metricSpecs
-    assert (spec.metricName, spec.targetSizeFloat) == ("decode-sequences", float(metadata["seats"]))
+    assert (spec.metricName, spec.targetSizeFloat) == ("decode-sequences", seats)
+
+
+async def test_an_itl_without_a_profile_to_derive_seats_from_is_invalid_argument_naming_the_key(
+    scaler: tuple[Server, pb_grpc.ExternalScalerStub], prometheus: PrometheusServer
+):
+    _, stub = scaler
+    so = ref({"role": "decode", "prometheusAddress": prometheus.url, "podSelector": VLLM_DECODE, "itl": "30ms"})
+    error = await error_of(stub, so)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (error.details() or "").startswith("key 'itl' needs key 'profile' (the decode replica's bundled ")
 
 
 async def test_two_scalers_on_the_same_nats_and_prometheus_agree_on_coupled_roles(

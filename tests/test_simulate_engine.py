@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from scaler.cli import main
+from scaler.deployment import StartupDelay, parse_deployment
 from scaler.simulate import oracle
 from scaler.simulate.cli import load_deployment, load_trace, workload
 from scaler.simulate.cluster import DECODE, PREFILL, Cluster
-from scaler.simulate.deployment import StartupDelay, parse_deployment
 from scaler.simulate.exporters import PREEMPTIONS, RUNNING, WAITING, Scraper
 from scaler.simulate.policies import Settings, parse_policy
 from scaler.simulate.report import summarize

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from scaler.deployment import Deployment, StartupDelay, bundled_profiles, load_profile
+from scaler.profile import Profile, parse_profile
 from scaler.simulate import trace
-from scaler.simulate.cli import bundled_profiles, load_profile, load_trace
+from scaler.simulate.cli import load_trace
 from scaler.simulate.cluster import DECODE, PREFILL, Cluster
-from scaler.simulate.deployment import Deployment, StartupDelay
 from scaler.simulate.policies import Settings, parse_policy
-from scaler.simulate.profile import Profile, parse_profile
 from scaler.simulate.simulation import Config, Run, simulate
 from scaler.simulate.trace import Request
 

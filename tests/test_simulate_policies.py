@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 
 from scaler.cli import main
+from scaler.deployment import load_deployment, load_profile
 from scaler.engine import Engine, Ref
 from scaler.errors import InvalidTrigger, SourceUnavailable
 from scaler.metrics import Metrics
 from scaler.simulate import oracle
 from scaler.simulate.autoscaling import ScaledObjectSpec
-from scaler.simulate.cli import ProgressBar, load_deployment, load_profile
+from scaler.simulate.cli import ProgressBar
 from scaler.simulate.cluster import DECODE, PREFILL, Cluster
 from scaler.simulate.exporters import Scraper
 from scaler.simulate.policies import (

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
+from scaler import deployment
 from scaler.errors import InvalidTrigger
 from scaler.triggers import DecodeTrigger, PrefillTrigger, parse
 
@@ -18,11 +22,12 @@ PREFILL_KEYS = (
     "threshold, ttft, useHttps, window"
 )
 DECODE_KEYS = (
-    "activationThreshold, burstMemory, engine, maxDecodePerPrefill, maxNumSeqs, maxStaleness, metric, "
-    "metricsPath, metricsPort, minDecodePerPrefill, podSelector, policy, prefillScaledObject, "
+    "activationThreshold, burstMemory, engine, itl, maxDecodePerPrefill, maxNumSeqs, maxStaleness, metric, "
+    "metricsPath, metricsPort, minDecodePerPrefill, podSelector, policy, prefillScaledObject, profile, "
     "prometheusAddress, prometheusConnection, role, scrape, seats, seriesSelector, startupDelay, "
     "threshold, window"
 )
+BUNDLED = "ack-dynamo-guide, h200-tp2, qwen3-32b-h100-tp1, qwen3-32b-h200-tp1, qwen3-32b-h200-tp2"
 ENGINE_QUEUE = {
     "role": "prefill",
     "metric": "engine-queue",
@@ -80,6 +85,29 @@ def test_capacity_is_the_default_unless_a_keda_compatibility_key_is_given() -> N
     assert (decode.metric_name, decode.target) == ("decode-sequences", 128.0)
     for compat in ({"threshold": "0.8"}, {"metric": "kv-cache"}, {"policy": "threshold"}):
         assert not parse({**PROM, **compat}).capacity
+
+
+@pytest.mark.parametrize(
+    ("profile", "itl", "seats"),
+    [
+        ("ack-dynamo-guide", None, 164),  # the default ITL, 50 ms, on the guide's TP=1 H200 engine
+        ("ack-dynamo-guide", "30ms", 52),
+        ("qwen3-32b-h200-tp1", "50ms", 164),  # the same engine, named by its profile
+        ("qwen3-32b-h100-tp1", "50ms", 94),
+        ("h200-tp2", "25ms", 118),
+        ("h200-tp2", "50ms", 256),  # every batch up to max_num_seqs meets it: the engine's limit binds
+    ],
+)
+def test_decode_seats_are_the_largest_batch_whose_step_meets_the_itl(profile: str, itl: str | None, seats: int) -> None:
+    spec = parse({**PROM, "profile": profile} | ({"itl": itl} if itl else {}))
+    assert isinstance(spec, DecodeTrigger)
+    assert (spec.metric_name, spec.target) == ("decode-sequences", float(seats))
+    replica = deployment.replica(profile)
+    limit = spec.itl
+    assert replica.decode_step_seconds(seats, seats * 2048) <= limit
+    assert seats == replica.max_num_seqs or replica.decode_step_seconds(seats + 1, (seats + 1) * 2048) > limit
+    # Seats given win over the profile, even where the profile could not meet the ITL.
+    assert parse({**PROM, "profile": profile, "itl": "1ms", "seats": "64"}).target == 64.0
 
 
 def test_keda_keys_are_ignored_and_from_env_keys_count_for_their_base_key() -> None:
@@ -310,6 +338,25 @@ def test_keda_nats_jetstream_metadata_works_unchanged() -> None:
             "unterminated character set at position 8",
         ),
         (
+            {**PROM, "itl": "40ms"},
+            "key 'itl' needs key 'profile' (the decode replica's bundled deployment or profile: "
+            f"{BUNDLED}) to derive seats from; or set key 'seats'",
+        ),
+        (
+            {**PROM, "profile": "b200"},
+            f"key 'profile': invalid value 'b200': accepted values: {BUNDLED}",
+        ),
+        (
+            {**PROM, "profile": "/etc/passwd", "seats": "64"},  # a name, never a file
+            f"key 'profile': invalid value '/etc/passwd': accepted values: {BUNDLED}",
+        ),
+        (
+            {**PROM, "profile": "h200-tp2", "itl": "10ms"},
+            "key 'itl': on h200-tp2, one sequence's decode step takes 14.8 ms at 2048 tokens of context, above the "
+            "ITL of 10 ms; raise it, or set key 'seats'",
+        ),
+        ({**PROM, "itl": "20s"}, "key 'itl': invalid value '20s': Input should be less than or equal to 10"),
+        (
             {**PROM, "seriesSelector": '__name__="up"'},
             "key 'seriesSelector': invalid value '__name__=\"up\"': __name__ is chosen by the metric; match other "
             "labels",
@@ -320,3 +367,10 @@ def test_bad_metadata_names_the_key_the_value_and_what_is_accepted(metadata: dic
     with pytest.raises(InvalidTrigger) as caught:
         parse({k: v for k, v in metadata.items() if v is not None})
     assert caught.value.message == message
+
+
+def test_the_serving_path_reads_profiles_without_importing_the_simulator() -> None:
+    code = "import sys, scaler.server, scaler.triggers; print(sorted(m for m in sys.modules if 'simulate' in m))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out == "[]\n"
+    assert parse({**PROM, "profile": "ack-dynamo-guide"}).target == 164.0

@@ -13,12 +13,18 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
-
+from scaler.deployment import (
+    Deployment,
+    StartupDelay,
+    bundled_data,
+    bundled_deployments,
+    load_deployment,
+    override,
+    parse_startup,
+)
 from scaler.durations import duration_arg
 from scaler.errors import InvalidTrigger
 from scaler.simulate import trace as traces
@@ -31,9 +37,7 @@ from scaler.simulate.autoscaling import (
     ScalingRules,
 )
 from scaler.simulate.cluster import ROUTERS
-from scaler.simulate.deployment import Deployment, StartupDelay, override, parse_deployment, parse_startup
 from scaler.simulate.policies import DEFAULT_POLICIES, Policy, Settings, parse_policy, pd_scaler_metadata, usage
-from scaler.simulate.profile import Profile, parse_profile
 from scaler.simulate.report import aggregate, comparisons, json_policies, summarize, table
 from scaler.simulate.simulation import Config, Run, SimulationStuck, compare, rng
 from scaler.simulate.slo import Slo
@@ -41,64 +45,19 @@ from scaler.simulate.slo import Slo
 BUNDLED_TRACES = ("azure_llm_2023_conv.csv", "azure_llm_2023_code.csv")
 BUNDLED_TRACE = BUNDLED_TRACES[0]
 DEFAULT_DEPLOYMENT = "ack-dynamo-guide"
-DEPLOYMENT_SUFFIX = ".deployment.yaml"
 BASELINE = "static:2x1"  # the guides' 2P1D
-
-
-def _data() -> Any:
-    return resources.files("scaler.simulate") / "data"
-
-
-def bundled_profiles() -> list[str]:
-    return sorted(
-        p.name.removesuffix(".yaml")
-        for p in _data().iterdir()
-        if p.name.endswith(".yaml") and not p.name.endswith(DEPLOYMENT_SUFFIX)
-    )
-
-
-def bundled_deployments() -> list[str]:
-    return sorted(
-        p.name.removesuffix(DEPLOYMENT_SUFFIX) for p in _data().iterdir() if p.name.endswith(DEPLOYMENT_SUFFIX)
-    )
 
 
 def load_trace(path: Path | None, fmt: str = "auto") -> tuple[str, list[traces.Request]]:
     """The trace's name and requests: a file, or a bundled trace by file name (the conversation trace when None)."""
     if path is None or (str(path) in BUNDLED_TRACES and not path.exists()):
         bundled = BUNDLED_TRACE if path is None else str(path)
-        return f"{bundled} (bundled)", traces.parse_azure((_data() / bundled).read_text())
+        return f"{bundled} (bundled)", traces.parse_azure((bundled_data() / bundled).read_text())
     text = path.read_text()
     if fmt == "auto":
         fmt = "mooncake" if path.suffix in (".jsonl", ".json") or text.lstrip().startswith("{") else "azure"
     parse = traces.parse_mooncake if fmt == "mooncake" else traces.parse_azure
     return path.name, parse(text)
-
-
-def _document(name_or_path: str, bundled: list[str], suffix: str, what: str) -> dict[str, Any]:
-    if name_or_path in bundled:
-        text = (_data() / f"{name_or_path}{suffix}").read_text()
-    else:
-        path = Path(name_or_path)
-        if not path.is_file():
-            raise ValueError(f"no {what} {name_or_path!r}: give a file or one of {', '.join(bundled)}")
-        text = path.read_text()
-    data = yaml.safe_load(text)
-    if not isinstance(data, dict):
-        raise ValueError(f"{what} {name_or_path!r} is not a YAML/JSON mapping")
-    return data
-
-
-def load_profile(name_or_path: str) -> Profile:
-    """A bundled profile by name, or a YAML/JSON profile file."""
-    return parse_profile(_document(name_or_path, bundled_profiles(), ".yaml", "profile"))
-
-
-def load_deployment(name_or_path: str) -> Deployment:
-    """A bundled deployment by name, or a YAML/JSON deployment file (its profile: bundled, or a file)."""
-    return parse_deployment(
-        _document(name_or_path, bundled_deployments(), DEPLOYMENT_SUFFIX, "deployment"), load_profile
-    )
 
 
 # -- argument types -----------------------------------------------------------------------------------------------

@@ -20,8 +20,8 @@ import random
 from collections import deque
 from collections.abc import Sequence
 
-from scaler.simulate.deployment import StartupDelay
-from scaler.simulate.profile import Profile
+from scaler.deployment import StartupDelay
+from scaler.profile import Profile
 from scaler.simulate.trace import Request
 
 PREFILL, DECODE = "prefill", "decode"

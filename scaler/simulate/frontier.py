@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scaler.deployment import Deployment
 from scaler.errors import InvalidTrigger
 from scaler.simulate import cli
 from scaler.simulate import trace as traces
-from scaler.simulate.deployment import Deployment
 from scaler.simulate.policies import REGISTRY, Settings, parse_policy
 from scaler.simulate.report import Aggregate, Stat, Summary, aggregate, difference, json_policies, summarize
 from scaler.simulate.simulation import Config, SimulationStuck, simulate

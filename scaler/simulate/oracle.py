@@ -26,8 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from scaler.profile import Profile
 from scaler.simulate.cluster import DECODE, PREFILL
-from scaler.simulate.profile import Profile
 from scaler.simulate.trace import Request
 
 if TYPE_CHECKING:

@@ -27,13 +27,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from scaler.deployment import DECODE_CONTEXT, Deployment
 from scaler.engine import Engine, Ref
 from scaler.errors import ScalerError
 from scaler.metrics import Metrics
 from scaler.simulate import oracle
 from scaler.simulate.autoscaling import SYNC_PERIOD, ScaledObject, ScaledObjectSpec
 from scaler.simulate.cluster import DECODE, PREFILL, ROLES, Cluster
-from scaler.simulate.deployment import Deployment
 from scaler.simulate.exporters import Scraper
 from scaler.simulate.sources import NAMESPACE, SimClock, SimSources
 from scaler.simulate.trace import Request
@@ -55,9 +55,7 @@ CAPACITY_DECODE = {
     "policy": "capacity",
     "prefillScaledObject": "sim-prefill",
 }
-# Where the profile is read for the capacity knobs: one prefill chunk, and a decode context typical of chat and code
-# traces (prompt plus half the answer, 1-2k tokens).
-DECODE_CONTEXT = 2048
+# The profile is read for the capacity knobs at one prefill chunk, and for decode where a trigger's `profile` is.
 KEDA_LAG_THRESHOLD = 5.0  # the ACK guide's lagThreshold
 KEDA_MEMORY_THRESHOLD = 0.8
 # `+key=value` options go to the prefill trigger for keys only it has; keys both have (metric, threshold, ...)

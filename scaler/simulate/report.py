@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from scaler.profile import Profile
 from scaler.simulate.cluster import DECODE, PREFILL
-from scaler.simulate.profile import Profile
 from scaler.simulate.simulation import Run
 from scaler.simulate.slo import Slo, feasible
 

@@ -10,8 +10,8 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from scaler.deployment import Deployment
 from scaler.simulate.cluster import DECODE, PREFILL, Cluster, Record
-from scaler.simulate.deployment import Deployment
 from scaler.simulate.exporters import Scraper
 from scaler.simulate.policies import Context, Controller, Policy, Settings, kind_of
 from scaler.simulate.slo import Slo, met

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from scaler.profile import Profile
 from scaler.simulate.cluster import Record
-from scaler.simulate.profile import Profile
 
 
 @dataclass(frozen=True)

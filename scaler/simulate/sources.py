@@ -15,10 +15,10 @@ from scaler.errors import InvalidTrigger
 from scaler.kube import RolePods
 from scaler.metrics import Metrics
 from scaler.observations import ConsumerLag, PrefillHistory
+from scaler.profile import Profile
 from scaler.simulate import exporters
 from scaler.simulate.cluster import Cluster
 from scaler.simulate.exporters import RUNNING, WAITING, Scraper
-from scaler.simulate.profile import Profile
 from scaler.sources.base import LagSource, Source, SourcePool
 from scaler.sources.history import QueueHistory
 from scaler.sources.pods import PodScrapeSource

@@ -4,19 +4,26 @@ the GPUs requested per pod and how long a new pod takes to serve.
 A deployment file (YAML or JSON) names a profile (bundled or a file) and overrides the engine settings the
 profile was measured with. The ACK guide's Dynamo deployment runs a TP=1 vLLM engine in a pod that requests two
 GPUs: both are billed, one is used.
+
+The simulator models replicas with them, and the capacity policy reads one replica's capacity off them (a trigger's
+`profile`), so they live outside the simulator's package. The bundled ones are in `scaler/simulate/data/`.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from scaler.durations import parse_duration
-from scaler.simulate.profile import Profile
+from scaler.profile import Profile, parse_profile
 
 
 @dataclass(frozen=True)
@@ -119,3 +126,82 @@ def override(deployment: Deployment, startup: StartupDelay | None, max_num_seqs:
     if max_num_seqs is not None:
         profile = profile.with_engine(max_num_seqs=max_num_seqs)
     return Deployment(deployment.name, profile, startup or deployment.startup)
+
+
+# -- the lookup: bundled by name, or a file ------------------------------------------------------------------------
+
+DEPLOYMENT_SUFFIX = ".deployment.yaml"
+# Where a decode replica's seats are read off its profile: a context typical of chat and code traces (prompt plus
+# half the answer, 1-2k tokens).
+DECODE_CONTEXT = 2048
+
+
+def bundled_data() -> Any:
+    """The bundled traces, profiles and deployments (read without importing the simulator)."""
+    return resources.files("scaler") / "simulate" / "data"
+
+
+def bundled_profiles() -> list[str]:
+    return sorted(
+        p.name.removesuffix(".yaml")
+        for p in bundled_data().iterdir()
+        if p.name.endswith(".yaml") and not p.name.endswith(DEPLOYMENT_SUFFIX)
+    )
+
+
+def bundled_deployments() -> list[str]:
+    return sorted(
+        p.name.removesuffix(DEPLOYMENT_SUFFIX) for p in bundled_data().iterdir() if p.name.endswith(DEPLOYMENT_SUFFIX)
+    )
+
+
+def _document(name_or_path: str, bundled: list[str], suffix: str, what: str) -> dict[str, Any]:
+    if name_or_path in bundled:
+        text = (bundled_data() / f"{name_or_path}{suffix}").read_text()
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ValueError(f"no {what} {name_or_path!r}: give a file or one of {', '.join(bundled)}")
+        text = path.read_text()
+    loaded = yaml.safe_load(text)
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{what} {name_or_path!r} is not a YAML/JSON mapping")
+    return loaded
+
+
+def load_profile(name_or_path: str) -> Profile:
+    """A bundled profile by name, or a YAML/JSON profile file."""
+    return parse_profile(_document(name_or_path, bundled_profiles(), ".yaml", "profile"))
+
+
+def load_deployment(name_or_path: str) -> Deployment:
+    """A bundled deployment by name, or a YAML/JSON deployment file (its profile: bundled, or a file)."""
+    return parse_deployment(
+        _document(name_or_path, bundled_deployments(), DEPLOYMENT_SUFFIX, "deployment"), load_profile
+    )
+
+
+def bundled() -> list[str]:
+    """What a trigger's `profile` may name: the bundled deployments, then the bundled profiles (their engine at the
+    settings they were measured with). Never a file: trigger metadata is the caller's, the filesystem is not."""
+    return bundled_deployments() + bundled_profiles()
+
+
+@functools.lru_cache(maxsize=len(bundled()))
+def replica(name: str) -> Profile:
+    """The profile of one replica of a bundled deployment or profile (ValueError on another name)."""
+    if name not in bundled():
+        raise ValueError(f"no bundled deployment or profile {name!r}; accepted: {', '.join(bundled())}")
+    return load_deployment(name).profile if name in bundled_deployments() else load_profile(name)
+
+
+def decode_seats(profile: Profile, itl: float) -> int:
+    """Sequences one decode replica runs with each step within `itl` (the largest batch, up to its max_num_seqs, at
+    DECODE_CONTEXT tokens per sequence); ValueError when even one sequence's step takes longer."""
+    one = profile.decode_step_seconds(1, DECODE_CONTEXT)
+    if one > itl:
+        raise ValueError(
+            f"one sequence's decode step takes {one * 1000:.1f} ms at {DECODE_CONTEXT} tokens of "
+            f"context, above the ITL of {itl * 1000:g} ms"
+        )
+    return profile.max_batch_within(itl, DECODE_CONTEXT)
