@@ -133,18 +133,22 @@ def forecast(
     return Forecast(now=current, trend=trend, peak=peak, span=min(span, max(window, lookback)))
 
 
+def _mean_prompt(tokens: Forecast, messages: Forecast, last: QueueSample) -> float | None:
+    """Prompt tokens per request over the window's arrivals, else over the backlog's; None with neither."""
+    if messages.now > 0:
+        return tokens.now / messages.now
+    if last.backlog > 0:
+        return last.backlog_tokens / last.backlog
+    return None
+
+
 def prefill_demand(history: PrefillHistory, settings: PrefillSettings) -> PrefillDemand:
     tokens = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, tokens=True)
     messages = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, tokens=False)
     last = history.last
-    # Mean prompt over the window's arrivals (or the backlog's): its prefill time sets the queueing head-room an
-    # M/G/c-like pool needs to keep the wait within the TTFT SLO (utilisation ttft / (ttft + service time)).
-    if messages.now > 0:
-        mean_prompt = tokens.now / messages.now
-    elif last.backlog > 0:
-        mean_prompt = last.backlog_tokens / last.backlog
-    else:
-        mean_prompt = 0.0
+    # The mean prompt's prefill time sets the queueing head-room an M/G/c-like pool needs to keep the wait within
+    # the TTFT SLO (utilisation ttft / (ttft + service time)).
+    mean_prompt = _mean_prompt(tokens, messages, last) or 0.0
     headroom = 1.0 + mean_prompt / settings.tokens_per_second / settings.ttft
     return PrefillDemand(
         tokens=tokens,
@@ -232,12 +236,8 @@ def decide_decode(
         lo, lo_name = settings.min_per_prefill, f"minDecodePerPrefill {settings.min_per_prefill or 0:g}"
         if settings.output_tokens is not None:
             lo = mix_ratio(prefill.history, prefill.decision, settings, settings.output_tokens)
-            lo_name = (
-                f"decodePerPrefill auto {lo:.3f} ({settings.output_tokens:g}-token answers at "
-                f"{settings.itl * 1000:g} ms a token)"
-                if lo is not None
-                else ""
-            )
+            lo_name = f"decodePerPrefill auto {lo or 0:.3f} ({settings.output_tokens:g}-token answers at "
+            lo_name += f"{settings.itl * 1000:g} ms a token)"
             if lo is None:
                 parts.append("decodePerPrefill auto not applied (no prompts to measure the mix from)")
         value, bound = _bound(value, prefill.decision, settings, lo, lo_name)
@@ -259,14 +259,10 @@ def mix_ratio(history: PrefillHistory, prefill: Decision, settings: DecodeSettin
     of P tokens takes P / T of a prefill replica's second (T its tokens per second); its answer of `output` tokens
     holds one of a decode replica's seats for that many steps of at most the ITL (Little's law), so the roles'
     replicas stand as output x itl / seats to P / T."""
-    last = history.last
     tokens = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, tokens=True)
     messages = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, tokens=False)
-    if messages.now > 0:
-        prompt = tokens.now / messages.now
-    elif last.backlog > 0:
-        prompt = last.backlog_tokens / last.backlog
-    else:
+    prompt = _mean_prompt(tokens, messages, history.last)
+    if not prompt:
         return None
     return output * settings.itl * prefill.target / (prompt * settings.seats)
 
