@@ -9,7 +9,8 @@ demand and the target is what one replica sustains within the SLO:
 - decode, in sequences: what the role holds (running + waiting, or its KV cache's worth of sequences if that is
   more), grown as the prefill arrivals are forecast to grow over the start-up delay; against the sequences one
   replica runs within the ITL SLO (its seats), its KV cache counted full at 90 %. Optional bounds keep decode
-  within `minDecodePerPrefill`..`maxDecodePerPrefill` replicas per prefill replica.
+  within `minDecodePerPrefill`..`maxDecodePerPrefill` replicas per prefill replica, the lower one given or
+  derived from the prompt/output mix (`decodePerPrefill: auto`).
 
 Rates come from a source's sample history, never from state kept between calls, so two scaler replicas reading
 the same sources reach the same answer. Scale-down is held by the burst term: the prefill forecast is at least
@@ -49,6 +50,10 @@ class DecodeSettings:
     burst_memory: float = BURST_MEMORY
     min_per_prefill: float | None = None  # bounds on decode replicas per prefill replica
     max_per_prefill: float | None = None
+    # `decodePerPrefill: auto`: the lower bound derived from the prompt/output mix instead (mean output tokens
+    # given, mean prompt tokens measured from the prefill arrivals), at this ITL.
+    output_tokens: float | None = None
+    itl: float = 0.05
     # A replica's KV cache counts as full at this fill: engines preempt sequences when it runs out, and the running
     # ones grow a token per step, so a replica at 100 % already holds more than it can serve.
     kv_target: float = 0.9
@@ -128,18 +133,22 @@ def forecast(
     return Forecast(now=current, trend=trend, peak=peak, span=min(span, max(window, lookback)))
 
 
+def _mean_prompt(tokens: Forecast, messages: Forecast, last: QueueSample) -> float | None:
+    """Prompt tokens per request over the window's arrivals, else over the backlog's; None with neither."""
+    if messages.now > 0:
+        return tokens.now / messages.now
+    if last.backlog > 0:
+        return last.backlog_tokens / last.backlog
+    return None
+
+
 def prefill_demand(history: PrefillHistory, settings: PrefillSettings) -> PrefillDemand:
     tokens = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, tokens=True)
     messages = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, tokens=False)
     last = history.last
-    # Mean prompt over the window's arrivals (or the backlog's): its prefill time sets the queueing head-room an
-    # M/G/c-like pool needs to keep the wait within the TTFT SLO (utilisation ttft / (ttft + service time)).
-    if messages.now > 0:
-        mean_prompt = tokens.now / messages.now
-    elif last.backlog > 0:
-        mean_prompt = last.backlog_tokens / last.backlog
-    else:
-        mean_prompt = 0.0
+    # The mean prompt's prefill time sets the queueing head-room an M/G/c-like pool needs to keep the wait within
+    # the TTFT SLO (utilisation ttft / (ttft + service time)).
+    mean_prompt = _mean_prompt(tokens, messages, last) or 0.0
     headroom = 1.0 + mean_prompt / settings.tokens_per_second / settings.ttft
     return PrefillDemand(
         tokens=tokens,
@@ -218,11 +227,23 @@ def decide_decode(
         growth = max(1.0, messages.rate / messages.now) if messages.now > 0 else 1.0
         value = base * growth
         parts.append(f"x {growth:.3f} prefill arrival growth over the start-up delay")
-    if prefill is not None and prefill.decision is not None and prefill.decision.target > 0:
-        value, bound = _bound(value, prefill.decision, settings)
+    if (
+        prefill is not None
+        and prefill.history is not None
+        and prefill.decision is not None
+        and prefill.decision.target > 0
+    ):
+        lo, lo_name = settings.min_per_prefill, f"minDecodePerPrefill {settings.min_per_prefill or 0:g}"
+        if settings.output_tokens is not None:
+            lo = mix_ratio(prefill.history, prefill.decision, settings, settings.output_tokens)
+            lo_name = f"decodePerPrefill auto {lo or 0:.3f} ({settings.output_tokens:g}-token answers at "
+            lo_name += f"{settings.itl * 1000:g} ms a token)"
+            if lo is None:
+                parts.append("decodePerPrefill auto not applied (no prompts to measure the mix from)")
+        value, bound = _bound(value, prefill.decision, settings, lo, lo_name)
         if bound:
             parts.append(bound)
-    elif prefill is not None and (settings.min_per_prefill or settings.max_per_prefill):
+    elif prefill is not None and (settings.min_per_prefill or settings.max_per_prefill or settings.output_tokens):
         parts.append("decode:prefill bounds not applied (no prefill decision)")
     replicas = math.ceil(value / seats - 1e-9)
     reason = f"demand {value:.1f} sequences against {seats:g} seats per replica (~ {replicas} replicas): " + "; ".join(
@@ -233,15 +254,30 @@ def decide_decode(
     return Decision(metric_name, value, seats, value > activation, reason, unmeasured=len(missing))
 
 
-def _bound(value: float, prefill: Decision, settings: DecodeSettings) -> tuple[float, str]:
-    lo, hi = settings.min_per_prefill, settings.max_per_prefill
+def mix_ratio(history: PrefillHistory, prefill: Decision, settings: DecodeSettings, output: float) -> float | None:
+    """Decode replicas per prefill replica the prompt/output mix needs (None without prompts to measure). A prompt
+    of P tokens takes P / T of a prefill replica's second (T its tokens per second); its answer of `output` tokens
+    holds one of a decode replica's seats for that many steps of at most the ITL (Little's law), so the roles'
+    replicas stand as output x itl / seats to P / T."""
+    tokens = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, tokens=True)
+    messages = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, tokens=False)
+    prompt = _mean_prompt(tokens, messages, history.last)
+    if not prompt:
+        return None
+    return output * settings.itl * prefill.target / (prompt * settings.seats)
+
+
+def _bound(
+    value: float, prefill: Decision, settings: DecodeSettings, lo: float | None, lo_name: str
+) -> tuple[float, str]:
+    hi = settings.max_per_prefill
     if lo is None and hi is None:
         return value, ""
     p = math.ceil(prefill.value / prefill.target - 1e-9)
     d = math.ceil(value / settings.seats - 1e-9)
     if lo is not None and d < math.ceil(lo * p - 1e-9):
         bounded = math.ceil(lo * p - 1e-9)
-        return bounded * settings.seats, f"raised to {bounded} replicas by minDecodePerPrefill {lo:g} x {p} prefill"
+        return bounded * settings.seats, f"raised to {bounded} replicas by {lo_name} x {p} prefill"
     if hi is not None and p > 0 and d > math.floor(hi * p + 1e-9):
         bounded = max(1, math.floor(hi * p + 1e-9))
         return bounded * settings.seats, f"capped at {bounded} replicas by maxDecodePerPrefill {hi:g} x {p} prefill"

@@ -300,6 +300,8 @@ class Engine:
             spec.burst_memory,
             spec.min_decode_per_prefill,
             spec.max_decode_per_prefill,
+            output_tokens=spec.mean_output_tokens,
+            itl=spec.itl,
         )
         memo = _Memo()
 

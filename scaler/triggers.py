@@ -548,6 +548,16 @@ class DecodeTrigger(SignalKeys, TriggerBase):
     max_decode_per_prefill: PositiveFloat | None = Field(
         None, alias="maxDecodePerPrefill", description="With `prefillScaledObject`: most decode per prefill replica."
     )
+    decode_per_prefill: Literal["auto"] | None = Field(
+        None,
+        alias="decodePerPrefill",
+        description="With `prefillScaledObject`: `auto` sets the fewest decode per prefill replica from the "
+        "prompt/output mix, `meanOutputTokens` x `itl` / seats to the measured mean prompt / the prefill "
+        "replica's tokens per second (instead of `minDecodePerPrefill`).",
+    )
+    mean_output_tokens: PositiveFloat | None = Field(
+        None, alias="meanOutputTokens", description="With `decodePerPrefill: auto`: the answers' mean length in tokens."
+    )
 
     kind: ClassVar[str] = "decode"
 
@@ -587,9 +597,22 @@ class DecodeTrigger(SignalKeys, TriggerBase):
         if self.metric != "seats" and self.max_num_seqs is not None:
             raise _only(["maxNumSeqs"], "metric: seats")
         self._check_signal()
-        bounds = [k for k in ("minDecodePerPrefill", "maxDecodePerPrefill") if _alias_set(self, k)]
+        bounds = [k for k in ("minDecodePerPrefill", "maxDecodePerPrefill", "decodePerPrefill") if _alias_set(self, k)]
         if bounds and self.prefill_scaled_object is None:
             raise _only(bounds, "prefillScaledObject (the prefill role to keep in step with)")
+        if self.decode_per_prefill is None and self.mean_output_tokens is not None:
+            raise _only(["meanOutputTokens"], "decodePerPrefill: auto")
+        if self.decode_per_prefill is not None:
+            if self.min_decode_per_prefill is not None:
+                raise PydanticCustomError(
+                    "coupling", "minDecodePerPrefill and decodePerPrefill: auto both set the fewest decode per "
+                    "prefill replica; keep one",
+                )  # fmt: skip
+            if self.mean_output_tokens is None:
+                raise PydanticCustomError(
+                    "coupling", "key 'meanOutputTokens' is required with decodePerPrefill: auto (the answers' mean "
+                    "length in tokens)",
+                )  # fmt: skip
         lo, hi = self.min_decode_per_prefill, self.max_decode_per_prefill
         if lo is not None and hi is not None and lo > hi:
             raise PydanticCustomError("coupling", "minDecodePerPrefill is above maxDecodePerPrefill")

@@ -149,12 +149,47 @@ def test_coupling_bounds_bind_and_do_not_bind() -> None:
     assert "capped at 6 replicas by maxDecodePerPrefill 2 x 3 prefill" in d.reason
 
 
+def test_decode_per_prefill_auto_is_the_ratio_the_prompt_output_mix_needs() -> None:
+    pods = ["d0", "d1"]
+    prefill_at_3 = Decision("p", 20000.0, 8000.0, True, "")  # 3 prefill replicas of 8,000 tokens/s
+    auto = DecodeSettings(seats=100.0, output_tokens=400.0, itl=0.05)
+    # 2 prompts/s of 1,000 tokens take 0.25 prefill replicas; their 400-token answers at 50 ms a token hold
+    # 2 x 400 x 0.05 = 40 sequences, 0.4 of a 100-seat replica: 1.6 decode per prefill, 5 for 3 prefill.
+    steady = history([(0, 2)], 300)
+    d = decide_decode("m", pods, loads((25, 0, 0.1), (25, 0, 0.1)), auto, Coupling(steady, prefill_at_3))
+    assert (d.value, replicas(d)) == (500.0, 5)
+    assert "raised to 5 replicas by decodePerPrefill auto 1.600 (400-token answers at 50 ms a token) x 3 prefill" in (
+        d.reason
+    )
+    # Holding more than that: the bound does not bind.
+    d = decide_decode("m", pods, loads((300, 0, 0.1), (300, 0, 0.1)), auto, Coupling(steady, prefill_at_3))
+    assert (d.value, replicas(d)) == (600.0, 6)
+    assert "within the decode:prefill bounds for 3 prefill replicas" in d.reason
+    # Prompts four times as long need four times the prefill for the same answers: 0.4 decode per prefill.
+    long_prompts = history([(0, 2)], 300, prompt=4000)
+    d = decide_decode("m", pods, loads((25, 0, 0.1), (25, 0, 0.1)), auto, Coupling(long_prompts, prefill_at_3))
+    assert (d.value, replicas(d)) == (200.0, 2)
+    assert "decodePerPrefill auto 0.400" in d.reason
+    # No arrivals in the window: the mix comes from the backlog's prompts, else the bound is not applied.
+    waiting = history([(0, 0)], 300, backlog=(2000, 6000))
+    d = decide_decode("m", pods, loads((25, 0, 0.1), (25, 0, 0.1)), auto, Coupling(waiting, prefill_at_3))
+    assert (d.value, replicas(d)) == (200.0, 2)  # ratio 0.4 x 3 prefill
+    idle = history([(0, 0)], 300)
+    d = decide_decode("m", pods, loads((25, 0, 0.1), (25, 0, 0.1)), auto, Coupling(idle, prefill_at_3))
+    assert d.value == 50.0
+    assert "decodePerPrefill auto not applied (no prompts to measure the mix from)" in d.reason
+
+
 def test_coupling_never_invents_data() -> None:
     bounded = DecodeSettings(seats=100.0, min_per_prefill=1.0)
     down = Coupling(None, None, "nats n stream=s consumer=c: newest sample is 31.0s old, over maxStaleness 30s")
     d = decide_decode("m", ["d0"], loads((25, 0, 0.1)), bounded, down)
     assert d.value == 25.0  # neither anticipation nor the bound
     assert "prefill not coupled: nats n stream=s consumer=c: newest sample is 31.0s old" in d.reason
+    assert "decode:prefill bounds not applied (no prefill decision)" in d.reason
+    auto = DecodeSettings(seats=100.0, output_tokens=400.0)
+    d = decide_decode("m", ["d0"], loads((25, 0, 0.1)), auto, down)
+    assert d.value == 25.0
     assert "decode:prefill bounds not applied (no prefill decision)" in d.reason
 
 

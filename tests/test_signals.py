@@ -452,3 +452,28 @@ async def test_two_scalers_on_the_same_nats_and_prometheus_agree_on_coupled_role
             assert answers == [(2390.0, 170.0), (2390.0, 170.0)]
 
         await eventually(agree, timeout=15.0)
+
+
+async def test_decode_per_prefill_auto_holds_the_decode_the_prompt_output_mix_needs(
+    scaler: tuple[Server, pb_grpc.ExternalScalerStub],
+    prometheus: PrometheusServer,
+    nats_server: NatsServer,
+    js: JetStreamContext,
+):
+    _, stub = scaler
+    prefill = prefill_ref(nats_server, policy="capacity", window="5s", startupDelay="1s", burstMemory="1s")
+    auto = {"prefillScaledObject": prefill.name, "decodePerPrefill": "auto", "meanOutputTokens": "400"}
+    decode = ref({"role": "decode", "prometheusAddress": prometheus.url, "podSelector": VLLM_DECODE, "seats": "100",
+                  **auto})  # fmt: skip
+    prefill = pb.ScaledObjectRef(name=prefill.name, namespace=NAMESPACE, scalerMetadata=prefill.scalerMetadata)
+    assert await value(stub, prefill) == 0.0
+    for _ in range(40):
+        await js.publish(f"{STREAM}.queue", b'{"prompt_token_ids": [%s]}' % b", ".join([b"7"] * 120))
+
+    async def mix_binds() -> None:
+        # 40 prompts of 120 tokens waiting: one prefill replica of 9,000 tokens/s. Their 400-token answers at
+        # 50 ms a token on 100 seats need 400 x 0.05 / 100 decode to 120 / 9000 prefill: 15 decode per prefill,
+        # above the 170 sequences held.
+        assert (await value(stub, prefill), await value(stub, decode)) == (2400.0, 1500.0)
+
+    await eventually(mix_binds, timeout=15.0)

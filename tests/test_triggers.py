@@ -22,8 +22,9 @@ PREFILL_KEYS = (
     "threshold, ttft, useHttps, window"
 )
 DECODE_KEYS = (
-    "activationThreshold, burstMemory, engine, itl, maxDecodePerPrefill, maxNumSeqs, maxStaleness, metric, "
-    "metricsPath, metricsPort, minDecodePerPrefill, podSelector, policy, prefillScaledObject, profile, "
+    "activationThreshold, burstMemory, decodePerPrefill, engine, itl, maxDecodePerPrefill, maxNumSeqs, "
+    "maxStaleness, meanOutputTokens, metric, metricsPath, metricsPort, minDecodePerPrefill, podSelector, policy, "
+    "prefillScaledObject, profile, "
     "prometheusAddress, prometheusConnection, role, scrape, seats, seriesSelector, startupDelay, "
     "threshold, window"
 )
@@ -336,6 +337,32 @@ def test_keda_nats_jetstream_metadata_works_unchanged() -> None:
             {**PROM, "seriesSelector": 'pod=~"decode-(["'},
             "key 'seriesSelector': invalid value 'pod=~\"decode-([\"': pod=~: not a regular expression: "
             "unterminated character set at position 8",
+        ),
+        (
+            {**PROM, "decodePerPrefill": "auto", "meanOutputTokens": "400"},
+            "key 'decodePerPrefill' applies only with prefillScaledObject (the prefill role to keep in step with)",
+        ),
+        (
+            {**PROM, "prefillScaledObject": "p", "meanOutputTokens": "400"},
+            "key 'meanOutputTokens' applies only with decodePerPrefill: auto",
+        ),
+        (
+            {**PROM, "prefillScaledObject": "p", "decodePerPrefill": "auto"},
+            "key 'meanOutputTokens' is required with decodePerPrefill: auto (the answers' mean length in tokens)",
+        ),
+        (
+            {
+                **PROM,
+                "prefillScaledObject": "p",
+                "decodePerPrefill": "auto",
+                "meanOutputTokens": "400",
+                "minDecodePerPrefill": "1",
+            },
+            "minDecodePerPrefill and decodePerPrefill: auto both set the fewest decode per prefill replica; keep one",
+        ),
+        (
+            {**PROM, "prefillScaledObject": "p", "decodePerPrefill": "2", "meanOutputTokens": "400"},
+            "key 'decodePerPrefill': invalid value '2': Input should be 'auto'",
         ),
         (
             {**PROM, "itl": "40ms"},
