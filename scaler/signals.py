@@ -43,8 +43,8 @@ KV_CACHE_NAMES: dict[str, tuple[str, ...]] = {
     "sglang": spellings("sglang:token_usage"),
     "dynamo": ("dynamo_component_kvstats_gpu_cache_usage_percent",),
 }
-# Labels that tell ranks of one engine apart (max over them) and data-parallel engines of one pod (summed).
-RANK_LABELS = ("tp_rank", "pp_rank", "moe_ep_rank")
+# The label that tells data-parallel engines of one pod apart (summed); series that differ in any other label, as
+# the ranks of one engine do, are one measurement (max).
 PARALLEL_LABELS = {"vllm": "engine", "sglang": "dp_rank"}
 # The port each engine serves /metrics on by default (vLLM's and SGLang's API servers; Dynamo's frontend,
 # DYN_HTTP_PORT; Dynamo workers serve theirs on DYN_SYSTEM_PORT, off by default and 8081 in Dynamo's examples).
