@@ -631,10 +631,6 @@ class DecodeTrigger(SignalKeys, TriggerBase):
         return "seats" if self.capacity else self.metric
 
     @property
-    def kv_engine(self) -> str:
-        return self.engine or "vllm"
-
-    @property
     def metric_name(self) -> str:
         return metric_name("decode", "sequences" if self.capacity else self.metric)
 
