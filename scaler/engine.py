@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import grpc
 
@@ -41,6 +41,8 @@ SeriesKey = tuple[str, str, str]  # namespace, ScaledObject, role: the labels of
 # the least recently asked are forgotten and rebuilt when asked again.
 DEFAULT_MAX_SCALEDOBJECTS = 5000
 _FAILED = object()  # the last answer was an error: the value gauge says NaN
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -126,10 +128,10 @@ class Engine:
         self.status = StatusBoard()
         self._log_once = Once(clock=clock)
         self._evaluators_generation = -1
-        self._values: dict[tuple[signals.Signal, tuple[signals.Matcher, ...]], tuple[object, signals.Values]] = {}
-        self._prefill_decisions: dict[
-            tuple[object, str, capacity.PrefillSettings], tuple[PrefillHistory, Decision]
-        ] = {}
+        self._values: _PerSample[tuple[signals.Signal, tuple[signals.Matcher, ...]], signals.Values]
+        self._values = _PerSample(max_scaledobjects)
+        self._prefill_decisions: _PerSample[tuple[object, str, capacity.PrefillSettings], Decision]
+        self._prefill_decisions = _PerSample(max_scaledobjects)
         self.closing = False
         self._active: dict[tuple[str, str], bool] = {}
         self._seen: OrderedDict[SeriesKey, _Seen] = OrderedDict()  # least recently answered first
@@ -194,6 +196,7 @@ class Engine:
             self._evaluators.clear()
             self._by_object.clear()
             self._prefill_decisions.clear()
+            self._values.clear()
             self._evaluators_generation = pool.generation
         key = ref.key
         ev = self._evaluators.get(key)
@@ -244,12 +247,7 @@ class Engine:
 
         def decide() -> Decision:
             h = history()
-            cached = self._prefill_decisions.get(key)
-            if cached is None or cached[0] is not h:
-                if len(self._prefill_decisions) >= self.max_scaledobjects:
-                    self._prefill_decisions.clear()
-                cached = self._prefill_decisions[key] = (h, capacity.decide_prefill(spec.metric_name, h, settings))
-            return cached[1]
+            return self._prefill_decisions.get(key, h, lambda: capacity.decide_prefill(spec.metric_name, h, settings))
 
         return Evaluator(spec, (source,), decide, "capacity (prompt tokens/s)", history)
 
@@ -347,11 +345,7 @@ class Engine:
         self, series: tuple[signals.Series, ...], sig: signals.Signal, matchers: tuple[signals.Matcher, ...]
     ) -> signals.Values:
         """signals.evaluate, computed once per sample of a source rather than once per call."""
-        key = (sig, matchers)
-        cached = self._values.get(key)
-        if cached is None or cached[0] is not series:
-            cached = self._values[key] = (series, signals.evaluate(sig, series, matchers))
-        return cached[1]
+        return self._values.get((sig, matchers), series, lambda: signals.evaluate(sig, series, matchers))
 
     def _decide(self, ref: Ref, ev: Evaluator) -> Decision:
         labels = (ref.namespace, ref.name, ev.spec.role)
@@ -453,6 +447,26 @@ class Engine:
     async def close(self) -> None:
         self.closing = True
         await self.sources.close()  # stopping a source wakes the streams watching it
+
+
+class _PerSample(Generic[K, V]):
+    """What was computed from a sample, kept while the sample is the same object: once per sample, not once per
+    call. Keys come from callers' triggers, so past `limit` of them it starts over."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._kept: dict[K, tuple[object, V]] = {}
+
+    def get(self, key: K, sample: object, compute: Callable[[], V]) -> V:
+        kept = self._kept.get(key)
+        if kept is None or kept[0] is not sample:
+            if kept is None and len(self._kept) >= self._limit:
+                self._kept.clear()
+            kept = self._kept[key] = (sample, compute())
+        return kept[1]
+
+    def clear(self) -> None:
+        self._kept.clear()
 
 
 class _Seen:
