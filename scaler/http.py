@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
@@ -12,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from scaler import status_page
 from scaler.engine import Engine
 from scaler.metrics import Metrics
+from scaler.render import Shared
 
 
 def app(engine: Engine, metrics: Metrics, ready: Callable[[], bool]) -> web.Application:
@@ -27,20 +27,17 @@ def app(engine: Engine, metrics: Metrics, ready: Callable[[], bool]) -> web.Appl
     def clocks() -> status_page.Clocks:
         return status_page.Clocks(engine.clock(), time.time())
 
-    rendering: list[asyncio.Future[str]] = []  # the page being rendered, shared by requests that overlap it
+    status_html: Shared[str] = Shared()
 
     async def status(request: web.Request) -> web.Response:
         now = clocks()
         if _wants_html(request):
-            # Thousands of charts take a second to draw: in a worker thread, so KEDA's calls are answered meanwhile.
-            # The lists are taken here, on the loop that changes them; what the thread reads of an entry is replaced
-            # whole (answers) or fixed-size (the history ring).
-            if not rendering:
-                objects, running = list(engine.status), list(engine.sources.pool)
-                future = asyncio.get_running_loop().run_in_executor(None, status_page.page, objects, running, now)
-                future.add_done_callback(lambda _: rendering.clear())
-                rendering.append(future)
-            return web.Response(text=await asyncio.shield(rendering[0]), content_type="text/html")
+            # Thousands of charts take a second to draw: in a worker thread. The lists are taken here, on the loop
+            # that changes them; what the thread reads of an entry is replaced whole (answers) or fixed-size (the
+            # history ring).
+            objects, running = list(engine.status), list(engine.sources.pool)
+            html = await status_html(status_page.page, objects, running, now)
+            return web.Response(text=html, content_type="text/html")
         sources = [status_page.source_json(s, now) for s in engine.sources.pool]
         scaledobjects = [status_page.scaledobject_json(e, now) for e in engine.status]
         return web.json_response({"sources": sources, "scaledobjects": scaledobjects})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from scaler.render import Shared
 
 if TYPE_CHECKING:
     from scaler.sources.base import Source
@@ -128,20 +129,12 @@ class Metrics:
         self._calls: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self._sources = _SourceCollector()
         r.register(self._sources)
-        self._rendering: asyncio.Future[bytes] | None = None
+        self._page: Shared[bytes] = Shared()
 
     async def exposition(self) -> bytes:
-        """The /metrics page. Rendered in a worker thread, so calls are answered meanwhile (thousands of
-        ScaledObjects take a second to render); scrapes that overlap share one rendering. prometheus_client
-        locks each metric, and collectors must only read (they run in that thread)."""
-        if self._rendering is None:
-            rendering = asyncio.get_running_loop().run_in_executor(None, generate_latest, self.registry)
-            rendering.add_done_callback(self._rendered)
-            self._rendering = rendering
-        return await asyncio.shield(self._rendering)
-
-    def _rendered(self, _: asyncio.Future[bytes]) -> None:
-        self._rendering = None
+        """The /metrics page, rendered in a worker thread; scrapes that overlap share one rendering.
+        prometheus_client locks each metric, and collectors must only read (they run in that thread)."""
+        return await self._page(generate_latest, self.registry)
 
     def watch_sources(self, pool: Iterable[Source[Any]]) -> None:
         self._sources.pools.append(pool)
