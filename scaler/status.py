@@ -128,16 +128,14 @@ class StatusBoard:
         entry.history.add(at, decision.value, decision.target)
         entry._remember(Answer(at, decision.value, decision.target, decision.active, decision.reason))
 
-    def failed(self, namespace: str, name: str, error: ScalerError, at: float) -> bool:
-        """Record an error answer; True when it differs from this ScaledObject's previous error."""
+    def failed(self, namespace: str, name: str, error: ScalerError, at: float) -> None:
+        """Record an error answer."""
         entry = self._entry(namespace, name)
-        new = entry.last_error is None or entry.last_error.error != error.message
         answer = Answer(at, error_code=error.code.name, error=error.message)
         if entry.metric_name:
             entry.history.add(at, math.nan, math.nan)
         entry.last_error = answer
         entry._remember(answer)
-        return new
 
     def get(self, namespace: str, name: str) -> ScaledObjectStatus | None:
         return self._objects.get((namespace, name))
