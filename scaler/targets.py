@@ -43,9 +43,11 @@ class Targets(Generic[K]):
         await self._changed.wait()
 
     def forget_where(self, predicate: Callable[[K], bool]) -> None:
-        for key in [k for k in self._targets if predicate(k)]:
+        forgotten = [k for k in self._targets if predicate(k)]
+        for key in forgotten:
             del self._targets[key]
-        self._publish()  # a watcher looks again and finds the trigger's own target
+        if forgotten:
+            self._publish()  # a watcher looks again and finds the trigger's own target
 
     def _publish(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
