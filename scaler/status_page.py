@@ -251,7 +251,7 @@ def page(scaledobjects: Iterable[ScaledObjectStatus], sources: Iterable[Source[A
         '<meta http-equiv="refresh" content="15"><meta name="viewport" content="width=device-width">'
         f"<title>pd-scaler status</title><style>{STYLE}</style></head><body>"
         f'<h1>pd-scaler</h1><p class="meta">{clocks.iso(clocks.now)} · {len(objects)} ScaledObjects '
-        f"({failing} failing) · {len(running)} sources · refreshes every 15 s</p>"
+        f"({failing} failing) · {len(running)} sources · this page reloads every 15 s</p>"
         "<h2>ScaledObjects</h2>"
         '<p class="legend">Chart: the value (solid) against the per-replica target (dashed) over the last hour; a red '
         "tick is an error. Replicas: what KEDA's AverageValue makes of it, ceil(value / target).</p>"
