@@ -30,9 +30,11 @@ class LoopLag:
 
     def __init__(self) -> None:
         self.worst = 0.0
+        self._running = asyncio.Event()
 
     async def _probe(self) -> None:
         loop = asyncio.get_running_loop()
+        self._running.set()
         while True:
             started = loop.time()
             await asyncio.sleep(0.005)
@@ -41,7 +43,7 @@ class LoopLag:
     @contextlib.asynccontextmanager
     async def measuring(self) -> AsyncIterator[LoopLag]:
         task = asyncio.create_task(self._probe())
-        await asyncio.sleep(0.02)  # the probe is running
+        await self._running.wait()
         try:
             yield self
         finally:
