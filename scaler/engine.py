@@ -505,12 +505,11 @@ def _observe(
     if pods is None or sig.per_worker:
         # Per router worker; with scrape: pods the pods are the frontends, and those not scraped are named.
         per = {name: v for (_, name), v in values.values.items()}
-        return RoleSignal(sig.role, sig.metric, sig.engine, sig.unit, source, per, dict(failed))
+        return RoleSignal(source, per, dict(failed))
     per = {}
     for (namespace, pod), value in values.values.items():
         if namespace == pods.namespace:
             per[pod] = value / (seat_limit * values.engines.get((namespace, pod), 1)) if seat_limit else value
     measured = {pod: per[pod] for pod in pods.pods if pod in per}
     unmeasured = {pod: failed.get(pod, NO_SERIES) for pod in pods.pods if pod not in per}
-    unit = "fraction" if seat_limit else sig.unit
-    return RoleSignal(sig.role, sig.metric, sig.engine, unit, source, measured, unmeasured, seat_limit)
+    return RoleSignal(source, measured, unmeasured)

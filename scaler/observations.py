@@ -20,20 +20,15 @@ class ConsumerLag:
 
 @dataclass(frozen=True)
 class RoleSignal:
-    """One signal measured over a role: what it is, each pod's value, and which pods have none and why.
+    """One signal measured over a role: each pod's value, and which pods have none and why.
 
-    Values are in the signal's `unit` (`requests`, `tokens`, `fraction` of a GPU, a KV pool or the seats); the
+    Values are in the signal's unit (requests, tokens, a fraction of a GPU, of a KV pool or of the seats); the
     role's total is their sum. Keys are pod names, or for the Dynamo frontend's counts `worker <id>` and `router
-    queue`. `capacity` is one pod's sequence limit for `seats` (a pod's value times capacity = its sequences)."""
+    queue`."""
 
-    role: str
-    metric: str
-    engine: str | None
-    unit: str
     source: str  # the query or the scrape that measured it: named in errors
     values: Mapping[str, float]
     unmeasured: Mapping[str, str] = field(default_factory=dict)  # pod → why it has no value
-    capacity: float | None = None
 
     @property
     def total(self) -> float:
@@ -50,7 +45,6 @@ class Decision:
     active: bool
     reason: str
     unmeasured: int = 0  # pods of the role without a value
-    observation: RoleSignal | None = None  # what the decision was made from (engine and DCGM signals)
 
 
 @dataclass(frozen=True)

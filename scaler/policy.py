@@ -59,7 +59,7 @@ def decide_signal(spec: TriggerSpec, obs: RoleSignal, pods: Sequence[str] | None
         reason += f"; left out: {', '.join(failed)}"
     if pods is not None and not pods:
         reason = "the role has no pods"
-    return Decision(spec.metric_name, value, spec.target, active, reason, len(obs.unmeasured), obs)
+    return Decision(spec.metric_name, value, spec.target, active, reason, len(obs.unmeasured))
 
 
 def _pods_and_reasons(pods: Sequence[str], obs: RoleSignal) -> str:
