@@ -1,7 +1,8 @@
 """The engine: for each call, the trigger's spec, its shared sources, and the policy's decision.
 
 No network I/O happens here: sources refresh in the background and the engine reads their latest samples.
-It also remembers each ScaledObject's activity, to log flips and to stream inactive→active transitions.
+It also remembers what each ScaledObject was answered: for its series in /metrics (set when they change), its
+/status entry, the latest target (GetMetricSpec, StreamMetricSpec) and its activity (flips are logged).
 """
 
 from __future__ import annotations
@@ -133,7 +134,6 @@ class Engine:
         self._prefill_decisions: _PerSample[tuple[object, str, capacity.PrefillSettings], Decision]
         self._prefill_decisions = _PerSample(max_scaledobjects)
         self.closing = False
-        self._active: dict[tuple[str, str], bool] = {}
         self._seen: OrderedDict[SeriesKey, _Seen] = OrderedDict()  # least recently answered first
 
     # -- the three questions KEDA asks ------------------------------------------------------------------
@@ -371,9 +371,8 @@ class Engine:
             gauges.active.set(1.0 if decision.active else 0.0)
             if gauges.unmeasured is not None:
                 gauges.unmeasured.set(decision.unmeasured)
-        key = (ref.namespace, ref.name)
-        if self._active.get(key) != decision.active:
-            self._active[key] = decision.active
+        if seen.active != decision.active:
+            seen.active = decision.active
             log.info(
                 "activity changed",
                 extra={
@@ -403,7 +402,6 @@ class Engine:
     def _forget(self, labels: SeriesKey) -> None:
         """Drop a ScaledObject's activity and its series in /metrics."""
         del self._seen[labels]
-        self._active.pop(labels[:2], None)
         self.metrics.forget_scaledobject(*labels)
 
     def _failed(self, ref: Ref, exc: ScalerError) -> None:
@@ -470,13 +468,14 @@ class _PerSample(Generic[K, V]):
 
 
 class _Seen:
-    """When a ScaledObject was last answered, and the answer its gauges show."""
+    """When a ScaledObject was last answered, the answer its gauges show, and whether it was last active."""
 
-    __slots__ = ("answer", "at")
+    __slots__ = ("active", "answer", "at")
 
     def __init__(self) -> None:
         self.at = 0.0
         self.answer: object = None
+        self.active: bool | None = None  # kept through errors: a flip is logged against the last real answer
 
 
 async def _first(waits: list[Coroutine[Any, Any, None]]) -> None:
