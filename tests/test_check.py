@@ -146,6 +146,14 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
     return path
 
 
+def check_via(via: str, tmp_path: Path, name: str, text: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    """`pd-scaler check` of `text` as a file (`via` "file") or on stdin, and the name its findings show."""
+    if via == "file":
+        path = write(tmp_path, name, text)
+        return pd_scaler_check(path), str(path)
+    return pd_scaler_check("-", stdin=text), "<stdin>"
+
+
 def trigger_lines(path: Path) -> dict[str, int]:
     """Each ScaledObject's name → the line of its first trigger, from PyYAML's own node marks."""
     lines = {}
@@ -200,11 +208,7 @@ def test_both_example_sets_together_target_each_adapter_twice() -> None:
 
 @pytest.mark.parametrize("via", ["file", "stdin"])
 def test_the_ack_guides_nats_jetstream_trigger_is_flagged_with_the_trigger_to_paste(tmp_path: Path, via: str) -> None:
-    if via == "file":
-        path = write(tmp_path, "scaledobject.yaml", ACK_GUIDE)
-        result, shown = pd_scaler_check(path), str(path)
-    else:
-        result, shown = pd_scaler_check("-", stdin=ACK_GUIDE), "<stdin>"
+    result, shown = check_via(via, tmp_path, "scaledobject.yaml", ACK_GUIDE)
     assert result.returncode == 0
     assert result.stdout == (
         f"{shown}:{ACK_TRIGGER_LINES[0]}: {ACK_WARNING}\n{ACK_CONVERTED}\n"
@@ -334,11 +338,7 @@ def test_decode_signals_that_do_not_follow_load_are_warned_about(
     tmp_path: Path, extra: str, max_replicas: str, expected: str | None, via: str
 ) -> None:
     text = DECODE.format(name="decode", max=max_replicas, extra=extra)
-    if via == "file":
-        path = write(tmp_path, "decode.yaml", text)
-        result, shown = pd_scaler_check(path), str(path)
-    else:
-        result, shown = pd_scaler_check("-", stdin=text), "<stdin>"
+    result, shown = check_via(via, tmp_path, "decode.yaml", text)
     assert result.returncode == 0
     trigger = line_of(text, "- type: external")
     findings = [f"{shown}:{trigger}: ScaledObject llm/decode triggers[0]: {expected}"] if expected else []
