@@ -165,7 +165,7 @@ def _check_trigger(
 ) -> Iterator[Problem]:
     kind = trigger.get("type")
     if kind in ("nats-jetstream", "prometheus") and target.get("kind") == ADAPTER_KIND:
-        yield _builtin(trigger, str(kind), str(target.get("name", "")), namespace)
+        yield _builtin(trigger, str(kind), str(target.get("name", "")))
         return
     metadata = {str(k): str(v) for k, v in _mapping(trigger.get("metadata")).items()}
     if kind not in EXTERNAL or not ("role" in metadata or "pd-scaler" in metadata.get("scalerAddress", "")):
@@ -295,7 +295,7 @@ def _check_decode_signal(metadata: Mapping[str, str], max_replicas: object) -> I
             )
 
 
-def _builtin(trigger: Mapping[str, Any], kind: str, adapter: str, namespace: str) -> Problem:
+def _builtin(trigger: Mapping[str, Any], kind: str, adapter: str) -> Problem:
     """A KEDA built-in scaler on an RBG adapter: the pd-scaler trigger that replaces it, to paste."""
     given = {str(k): str(v) for k, v in _mapping(trigger.get("metadata")).items()}
     role = "prefill" if kind == "nats-jetstream" else _role_of(adapter)

@@ -296,7 +296,7 @@ def evaluate(sig: Signal, series: Iterable[Series], matchers: tuple[Matcher, ...
     if sig.metric == "gpu-util":
         return Values(_mean_per_pod((pod, s.value / 100.0) for s in kept if (pod := pod_of(s.labels))), {})
     if sig.per_worker:
-        return Values(_per_worker(sig, kept), {})
+        return Values(_per_worker(kept), {})
     if sig.metric == "kv-cache":
         return Values(_per_pod_max(sig.parts[0], kept), {})
     return _counts(sig, kept)
@@ -374,7 +374,7 @@ def _counts(sig: Signal, series: list[Series]) -> Values:
     return Values(dict(totals), {})
 
 
-def _per_worker(sig: Signal, series: list[Series]) -> dict[PodKey, float]:
+def _per_worker(series: list[Series]) -> dict[PodKey, float]:
     """The Dynamo frontend's counts: one value per prefill worker (`worker_id`, data-parallel ranks summed) and
     one for the router's own queue; several frontends each count what they routed, so they are summed too."""
     out: dict[PodKey, float] = defaultdict(float)
