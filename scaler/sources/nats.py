@@ -166,6 +166,7 @@ class JetStreamLagSource(LagSource[ConsumerLag]):
         self.tokens_field = tokens_field
         self.queue = QueueHistory(history_span, mean_prompt_tokens)
         self.backlog = BacklogReader(tokens_field, mean_prompt_tokens)
+        self.reads_backlog = False  # only the capacity policy needs the backlog's tokens: the lag needs no reads
         self._arrivals: list[Subscription] = []
 
     def open(self) -> None:
@@ -194,8 +195,10 @@ class JetStreamLagSource(LagSource[ConsumerLag]):
             )
         except bounded.BadAnswer as exc:
             raise SourceUnavailable(f"{self.name}: {exc}") from None
-        backlog = await self._backlog_tokens(js, info, lag)
-        if isinstance(backlog, BacklogTokens):
+        backlog = await self._backlog_tokens(js, info, lag) if self.reads_backlog else None
+        if backlog is None:
+            self.queue.record(self.clock(), lag.total)
+        elif isinstance(backlog, BacklogTokens):
             self.queue.record(self.clock(), lag.total, backlog.tokens, backlog.note)
         else:  # estimated from the newest arrivals seen, as the note says
             self.queue.record(self.clock(), lag.total, note=f"estimated from the newest arrivals seen: {backlog}")
