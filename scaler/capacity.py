@@ -177,8 +177,9 @@ def decide_prefill(
         f"(~ {math.ceil(value / settings.tokens_per_second - 1e-9)} replicas): arrivals {f.rate:.0f} tokens/s "
         f"forecast over the {settings.startup_delay:g}s start-up delay (now {f.now:.0f}, trend {f.trend:.0f}, "
         f"peak {f.peak:.0f} over {f.span:g}s of history) x {d.headroom:.3f} TTFT head-room + backlog "
-        f"{d.backlog} messages / {d.backlog_tokens:.0f} tokens drained within "
-        f"{settings.startup_delay + settings.ttft:g}s"
+        f"{d.backlog} messages / {d.backlog_tokens:.0f} tokens"
+        + (f" ({history.last.backlog_note})" if history.last.backlog_note else "")
+        + f" drained within {settings.startup_delay + settings.ttft:g}s"
     )
     return Decision(metric_name, value, settings.tokens_per_second, active, reason)
 

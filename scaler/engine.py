@@ -237,7 +237,7 @@ class Engine:
                 policy="lag",
             )
         settings = capacity.PrefillSettings(
-            spec.prefill_tokens_per_second, spec.ttft, spec.startup_delay, spec.window, spec.burst_memory
+            spec.replica_tokens_per_second, spec.ttft, spec.startup_delay, spec.window, spec.burst_memory
         )
         # ScaledObjects on one queue with the same settings share one decision per sample: the policy runs once per
         # refresh of the source, not once per call or per ScaledObject.
