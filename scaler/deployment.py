@@ -195,6 +195,13 @@ def replica(name: str) -> Profile:
     return load_deployment(name).profile if name in bundled_deployments() else load_profile(name)
 
 
+def prefill_tokens_per_second(profile: Profile) -> float:
+    """Prompt tokens one prefill replica processes per second while busy: full chunks of max_num_batched_tokens
+    back to back, each taking the profile's prefill time for one (the simulator's own)."""
+    chunk = profile.spec.max_num_batched_tokens
+    return chunk / profile.prefill_seconds(chunk)
+
+
 def decode_seats(profile: Profile, itl: float) -> int:
     """Sequences one decode replica runs with each step within `itl` (the largest batch, up to its max_num_seqs, at
     DECODE_CONTEXT tokens per sequence); ValueError when even one sequence's step takes longer."""

@@ -52,13 +52,15 @@ class QueueSample:
     """One point of a prefill queue's history: what had arrived by `t`, and what was still waiting then.
 
     `arrived_*` are cumulative since the source started (rates are differences between samples); `backlog_*` is
-    the messages after the consumer's ack floor and their prompt tokens."""
+    the messages after the consumer's ack floor and their prompt tokens, `backlog_note` how those were reckoned
+    where they are not exact."""
 
     t: float
     arrived: int
     arrived_tokens: float
     backlog: int
     backlog_tokens: float
+    backlog_note: str = ""
 
 
 @dataclass(frozen=True)

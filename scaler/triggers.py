@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from scaler import deployment, signals
@@ -107,6 +115,16 @@ StartupDelay = Annotated[Duration, Field(gt=0, le=600)]
 Window = Annotated[Duration, Field(ge=5, le=300)]
 BurstMemory = Annotated[Duration, Field(ge=0, le=600)]
 MAX_HISTORY_S = 600 + 2 * 300
+
+
+def _bundled(name: str) -> str:
+    if name not in deployment.bundled():
+        raise PydanticCustomError("profile", "accepted values: {names}", {"names": ", ".join(deployment.bundled())})
+    return name
+
+
+# A replica's measurements by name: never a file, as trigger metadata is the caller's and the filesystem is not.
+BundledProfile = Annotated[str, AfterValidator(_bundled)]
 
 
 def _policy_field(compat: str) -> Any:
@@ -386,8 +404,15 @@ class PrefillTrigger(SignalKeys, TriggerBase):
     prefill_tokens_per_second: PositiveFloat = Field(
         9000.0,
         alias="prefillTokensPerSecond",
-        description="Capacity: prompt tokens one prefill replica processes per second (its profile; the "
-        "default is one H100/H200 on Qwen3-32B at 1-2k-token prompts).",
+        description="Capacity: prompt tokens one prefill replica processes per second. Given, it wins; else "
+        "derived from `profile`; else this default (one H100/H200 on Qwen3-32B at 1-2k-token prompts).",
+    )
+    profile: BundledProfile | None = Field(
+        None,
+        description="Capacity: the prefill replica, a bundled deployment or profile (`"
+        + "`, `".join(deployment.bundled())
+        + "`) whose measured prefill gives `prefillTokensPerSecond`: full chunks of its "
+        "`max_num_batched_tokens`, back to back.",
     )
     prompt_tokens_field: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_]+$")] = Field(
         "prompt_token_ids",
@@ -398,8 +423,7 @@ class PrefillTrigger(SignalKeys, TriggerBase):
     mean_prompt_tokens: PositiveFloat = Field(
         1000.0,
         alias="meanPromptTokens",
-        description="Capacity: prompt tokens counted for a request whose payload has no such list (or is over "
-        "1 MiB, or was queued before the scaler started).",
+        description="Capacity: prompt tokens counted for a request whose payload has no such list (or is over 1 MiB).",
     )
 
     kind: ClassVar[str] = "prefill"
@@ -477,9 +501,16 @@ class PrefillTrigger(SignalKeys, TriggerBase):
         return metric_name("prefill-lag", self.stream, self.consumer)
 
     @property
+    def replica_tokens_per_second(self) -> float:
+        """Prompt tokens one replica prefills per second: `prefillTokensPerSecond` as given, else from `profile`."""
+        if self.profile is None or "prefill_tokens_per_second" in self.model_fields_set:
+            return self.prefill_tokens_per_second
+        return _tokens_per_second(self.profile)
+
+    @property
     def target(self) -> float:
         if self.capacity:
-            return self.prefill_tokens_per_second
+            return self.replica_tokens_per_second
         return self.lag_threshold if self.threshold is None else self.threshold
 
     @property
@@ -527,7 +558,7 @@ class DecodeTrigger(SignalKeys, TriggerBase):
         description="Capacity: ITL SLO, the time between two output tokens; with `profile`, `seats` is the "
         f"largest batch whose decode step at {deployment.DECODE_CONTEXT} tokens of context meets it.",
     )
-    profile: str | None = Field(
+    profile: BundledProfile | None = Field(
         None,
         description="Capacity: the decode replica, a bundled deployment or profile (`"
         + "`, `".join(deployment.bundled())
@@ -560,13 +591,6 @@ class DecodeTrigger(SignalKeys, TriggerBase):
     )
 
     kind: ClassVar[str] = "decode"
-
-    @field_validator("profile")
-    @classmethod
-    def _bundled(cls, name: str | None) -> str | None:
-        if name is not None and name not in deployment.bundled():
-            raise PydanticCustomError("profile", "accepted values: {names}", {"names": ", ".join(deployment.bundled())})
-        return name
 
     @model_validator(mode="after")
     def _one_source(self) -> DecodeTrigger:
@@ -649,6 +673,11 @@ class DecodeTrigger(SignalKeys, TriggerBase):
 @functools.lru_cache(maxsize=256)  # asked on every call; few (profile, itl) pairs in use, each a batch search
 def _seats(profile: str, itl: float) -> float:
     return float(deployment.decode_seats(deployment.replica(profile), itl))
+
+
+@functools.lru_cache(maxsize=len(deployment.bundled()))
+def _tokens_per_second(profile: str) -> float:
+    return deployment.prefill_tokens_per_second(deployment.replica(profile))
 
 
 def _no_compat(model: BaseModel, keys: tuple[str, ...]) -> None:

@@ -11,9 +11,11 @@ from nats.js import JetStreamContext
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.server import Server
+from scaler.sources.backlog import MAX_READS
 from scaler.sources.history import MAX_PAYLOAD, prompt_tokens
 from tests.conftest import CONSUMER, STREAM, eventually, prefill_ref
 from tests.servers import NatsServer
+from tests.test_status import by_name, status_json
 
 Stub = pb_grpc.ExternalScalerStub
 METRIC = "prefill-tokens-dynamo-prefill-queue-worker-group"
@@ -98,3 +100,55 @@ async def test_two_scalers_on_the_same_queue_agree(
             assert (a, b) == (149_000.0, 149_000.0)
 
         await eventually(agree, timeout=15.0)
+
+
+async def test_the_backlog_s_tokens_are_read_from_its_messages_after_the_ack_floor(
+    js: JetStreamContext, nats_server: NatsServer, make_scaler: Callable[..., Awaitable[Server]]
+) -> None:
+    # Queued before the scaler starts, so it never saw them arrive: only reading them tells their sizes.
+    for i, tokens in enumerate([200, 30_000, 800, 1500, 4000, None, 12_345, 7]):
+        await js.publish(f"{STREAM}.queue", remote_prefill(i, tokens))
+    worker = await js.pull_subscribe_bind(CONSUMER, STREAM)
+    taken = await worker.fetch(4)
+    # Acknowledged out of order: sequence 1 (200 tokens) and 3 (800, which the work queue deletes); 2 (30,000)
+    # and 4 (1,500) stay delivered and unacknowledged, so the ack floor is 1.
+    await taken[0].ack()
+    await taken[2].ack()
+    scaler = await make_scaler()
+    ref = prefill_ref(nats_server, policy="capacity", startupDelay="2s", ttft="2s")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{scaler.grpc_port}") as channel:
+        stub = Stub(channel)
+        # No arrival seen, so demand is the backlog drained within start-up delay + TTFT (4 s): 30,000 + 1,500
+        # delivered, 4,000 + 1,000 (no prompt_token_ids: meanPromptTokens) + 12,345 + 7 pending = 48,852 tokens.
+        assert await value(stub, ref) == 48_852 / 4
+        reason = by_name(await status_json(scaler))["prefill"]["reason"]
+        assert "backlog 6 messages / 48852 tokens (1 without prompt_token_ids" in reason
+
+        await taken[3].ack()  # out of order again: 1,500 tokens gone, the floor stays at 1
+
+        async def out_of_order() -> None:
+            assert await value(stub, ref) == 47_352 / 4
+
+        await eventually(out_of_order)
+        await taken[1].ack()  # the floor passes 4: 4,000 + 1,000 + 12,345 + 7 are left
+
+        async def floor_moved() -> None:
+            assert await value(stub, ref) == 17_352 / 4
+
+        await eventually(floor_moved)
+
+
+async def test_a_backlog_longer_than_one_refresh_reads_counts_the_rest_at_the_mean_read(
+    js: JetStreamContext, nats_server: NatsServer, make_scaler: Callable[..., Awaitable[Server]]
+) -> None:
+    sizes = [100 + 1000 * (i % 3) for i in range(MAX_READS + 44)]  # 100, 1,100, 2,100, ...
+    for i, tokens in enumerate(sizes):
+        await js.publish(f"{STREAM}.queue", remote_prefill(i, tokens))
+    scaler = await make_scaler(refresh_interval=60.0)  # one refresh: no arrival wakes it either
+    ref = prefill_ref(nats_server, policy="capacity", startupDelay="2s", ttft="2s")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{scaler.grpc_port}") as channel:
+        read = sizes[:MAX_READS]
+        backlog = sum(read) + 44 * sum(read) / len(read)
+        assert await value(Stub(channel), ref) == backlog / 4
+        reason = by_name(await status_json(scaler))["prefill"]["reason"]
+        assert f"(44 of {len(sizes)} messages not read yet, at the mean of the {MAX_READS} read)" in reason

@@ -17,7 +17,7 @@ PROM = {"role": "decode", "prometheusAddress": "http://prometheus.monitoring:909
 PREFILL_KEYS = (
     "account, activationLagThreshold, activationThreshold, burstMemory, consumer, engine, lagThreshold, "
     "maxStaleness, meanPromptTokens, metric, metricsPath, metricsPort, natsConnection, natsServer, "
-    "natsServerMonitoringEndpoint, podSelector, policy, prefillTokensPerSecond, prometheusAddress, "
+    "natsServerMonitoringEndpoint, podSelector, policy, prefillTokensPerSecond, profile, prometheusAddress, "
     "prometheusConnection, promptTokensField, role, scrape, seriesSelector, startupDelay, stream, "
     "threshold, ttft, useHttps, window"
 )
@@ -109,6 +109,30 @@ def test_decode_seats_are_the_largest_batch_whose_step_meets_the_itl(profile: st
     assert seats == replica.max_num_seqs or replica.decode_step_seconds(seats + 1, (seats + 1) * 2048) > limit
     # Seats given win over the profile, even where the profile could not meet the ITL.
     assert parse({**PROM, "profile": profile, "itl": "1ms", "seats": "64"}).target == 64.0
+
+
+@pytest.mark.parametrize(
+    ("profile", "chunk_seconds"),
+    [
+        ("ack-dynamo-guide", 0.2313),  # the guide's TP=1 H200 engine: its profile's 2,048-token pass
+        ("qwen3-32b-h200-tp1", 0.2313),
+        ("qwen3-32b-h100-tp1", 0.22951),
+        ("h200-tp2", 0.12785),
+    ],
+)
+def test_prefill_tokens_per_second_are_full_chunks_back_to_back_on_the_profile(
+    profile: str, chunk_seconds: float
+) -> None:
+    spec = parse({**NATS, "profile": profile})
+    assert isinstance(spec, PrefillTrigger)
+    # 2,048-token chunks (max_num_batched_tokens), each the measured pass plus the 10 % engine overhead.
+    assert (spec.metric_name, spec.target) == (
+        "prefill-tokens-dynamo-prefill-queue-worker-group",
+        pytest.approx(2048 / (chunk_seconds * 1.1), rel=1e-12),
+    )
+    assert spec.target == deployment.prefill_tokens_per_second(deployment.replica(profile))  # the simulator's
+    # Given, prefillTokensPerSecond wins over the profile.
+    assert parse({**NATS, "profile": profile, "prefillTokensPerSecond": "5000"}).target == 5000.0
 
 
 def test_keda_keys_are_ignored_and_from_env_keys_count_for_their_base_key() -> None:
@@ -374,6 +398,10 @@ def test_keda_nats_jetstream_metadata_works_unchanged() -> None:
             f"key 'profile': invalid value 'b200': accepted values: {BUNDLED}",
         ),
         (
+            {**NATS, "profile": "b200"},
+            f"key 'profile': invalid value 'b200': accepted values: {BUNDLED}",
+        ),
+        (
             {**PROM, "profile": "/etc/passwd", "seats": "64"},  # a name, never a file
             f"key 'profile': invalid value '/etc/passwd': accepted values: {BUNDLED}",
         ),
@@ -401,3 +429,4 @@ def test_the_serving_path_reads_profiles_without_importing_the_simulator() -> No
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out == "[]\n"
     assert parse({**PROM, "profile": "ack-dynamo-guide"}).target == 164.0
+    assert round(parse({**NATS, "profile": "ack-dynamo-guide"}).target) == 8049

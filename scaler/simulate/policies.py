@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from scaler.deployment import DECODE_CONTEXT, Deployment
+from scaler.deployment import DECODE_CONTEXT, Deployment, prefill_tokens_per_second
 from scaler.engine import Engine, Ref
 from scaler.errors import ScalerError
 from scaler.metrics import Metrics
@@ -269,11 +269,10 @@ def capacity_metadata(deployment: Deployment, settings: Settings) -> dict[str, d
     (a full chunk, from its profile), its decode seats within the ITL SLO, the TTFT SLO and the start-up delay
     (the middle of a drawn range)."""
     p = deployment.profile
-    chunk = p.spec.max_num_batched_tokens
     startup = f"{(deployment.startup.low + deployment.startup.high) / 2:g}s"
     return {
         PREFILL: {
-            "prefillTokensPerSecond": f"{chunk / p.prefill_seconds(chunk):.0f}",
+            "prefillTokensPerSecond": f"{prefill_tokens_per_second(p):.0f}",
             "ttft": f"{settings.ttft_slack:g}s",
             "startupDelay": startup,
         },

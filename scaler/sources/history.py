@@ -1,7 +1,8 @@
 """A prefill queue's sample history, kept by its source in bounded ring buffers.
 
-Arrivals are counted as they are published (with each request's prompt tokens); the backlog's tokens are those of
-the newest `backlog` arrivals, since a work queue hands messages out in order. One sample per second is kept for
+Arrivals are counted as they are published (with each request's prompt tokens). The backlog's tokens are read from
+its messages by the source (`backlog.py`); where they cannot be, they are those of the newest `backlog` arrivals,
+since a work queue hands messages out in order. One sample per second is kept for
 `span` seconds: the policy reads rates and forecasts off it, and every reader of the source sees the same history.
 """
 
@@ -48,8 +49,11 @@ class QueueHistory:
             seen = self.arrived_tokens - self._after[-known - 1]
         return seen + (backlog - known) * self.mean
 
-    def record(self, t: float, backlog: int) -> None:
-        sample = QueueSample(t, self.arrived, self.arrived_tokens, backlog, self.backlog_tokens(backlog))
+    def record(self, t: float, backlog: int, tokens: float | None = None, note: str = "") -> None:
+        """A sample: the backlog's prompt tokens as given, or else estimated from the newest arrivals."""
+        if tokens is None:
+            tokens = self.backlog_tokens(backlog)
+        sample = QueueSample(t, self.arrived, self.arrived_tokens, backlog, tokens, note)
         samples = self._samples
         if len(samples) >= 2 and samples[-1].t - samples[-2].t < RESOLUTION:
             samples[-1] = sample  # the newest is always current; older ones are a second apart at least

@@ -59,7 +59,7 @@ class LiveSources:
             assert spec.nats_server is not None  # the schema requires exactly one source
             label, profile, conn_key = ",".join(spec.nats_server), None, ("servers", spec.nats_server)
         servers = spec.nats_server
-        return self.pool.get(
+        source = self.pool.get(
             ("nats", conn_key, spec.stream, spec.consumer, spec.prompt_tokens_field, spec.mean_prompt_tokens),
             lambda: JetStreamLagSource(
                 self.nats,
@@ -76,6 +76,8 @@ class LiveSources:
                 MAX_HISTORY_S,
             ),
         )
+        source.reads_backlog |= spec.capacity  # from its next refresh on, which runs after this returns
+        return source
 
     def prometheus_source(self, spec: TriggerSpec, query: str) -> PrometheusSource:
         if spec.prometheus_connection is not None:

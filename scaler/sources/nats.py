@@ -16,6 +16,8 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerInfo
 from nats.js.errors import NotFoundError
 
 from scaler.connections import NatsProfile
@@ -23,6 +25,7 @@ from scaler.errors import NotFound, SourceUnavailable
 from scaler.metrics import Metrics
 from scaler.observations import ConsumerLag, PrefillHistory
 from scaler.sources import bounded
+from scaler.sources.backlog import BacklogReader, BacklogTokens, Unread
 from scaler.sources.base import Clock, LagSource
 from scaler.sources.history import QueueHistory, prompt_tokens
 
@@ -135,7 +138,8 @@ class NatsConnections:
 class JetStreamLagSource(LagSource[ConsumerLag]):
     """Consumer info for one (connection, stream, consumer), refreshed every interval and on every arrival.
 
-    The arrivals subscription also counts each request and its prompt tokens into the queue's history."""
+    The arrivals subscription also counts each request and its prompt tokens into the queue's history; the backlog's
+    prompt tokens are read from its messages, by sequence."""
 
     kind = "nats"
 
@@ -161,6 +165,8 @@ class JetStreamLagSource(LagSource[ConsumerLag]):
         self._connection = (conn_key, label, profile)
         self.tokens_field = tokens_field
         self.queue = QueueHistory(history_span, mean_prompt_tokens)
+        self.backlog = BacklogReader(tokens_field, mean_prompt_tokens)
+        self.reads_backlog = False  # only the capacity policy needs the backlog's tokens: the lag needs no reads
         self._arrivals: list[Subscription] = []
 
     def open(self) -> None:
@@ -189,9 +195,37 @@ class JetStreamLagSource(LagSource[ConsumerLag]):
             )
         except bounded.BadAnswer as exc:
             raise SourceUnavailable(f"{self.name}: {exc}") from None
-        # Messages after the ack floor are the newest `lag.total` published (a work queue hands them out in order).
-        self.queue.record(self.clock(), lag.total)
+        backlog = await self._backlog_tokens(js, info, lag) if self.reads_backlog else None
+        if backlog is None:
+            self.queue.record(self.clock(), lag.total)
+        elif isinstance(backlog, BacklogTokens):
+            self.queue.record(self.clock(), lag.total, backlog.tokens, backlog.note)
+        else:  # estimated from the newest arrivals seen, as the note says
+            self.queue.record(self.clock(), lag.total, note=f"estimated from the newest arrivals seen: {backlog}")
         return lag
+
+    async def _backlog_tokens(self, js: JetStreamContext, info: ConsumerInfo, lag: ConsumerLag) -> BacklogTokens | str:
+        """The backlog's prompt tokens read from its messages, or why they could not be."""
+        filters = [f for f in [info.config.filter_subject, *(info.config.filter_subjects or [])] if f]
+        if len(filters) > 1:
+            return "the consumer has several filter subjects"
+        subject = filters[0] if filters else ">"
+
+        async def get(seq: int) -> tuple[int, bytes] | None:
+            try:
+                msg = await js.get_msg(self.stream, seq=seq, subject=subject, next=True)
+            except NotFoundError:
+                return None  # no message stored at or after `seq`
+            return msg.seq or seq, msg.data or b""
+
+        floor = info.ack_floor.stream_seq if info.ack_floor else 0
+        delivered = info.delivered.stream_seq if info.delivered else 0
+        try:
+            return await self.backlog.count(floor, delivered, lag.ack_pending, lag.pending, get)
+        except Unread as exc:
+            return str(exc)
+        except Exception as exc:
+            return f"reading the messages failed: {_describe(exc)}"
 
     def lag(self, stream: str, consumer: str, max_age: float) -> ConsumerLag:
         """The same reader as JszSource's; this source measures only its own stream and consumer."""
