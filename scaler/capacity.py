@@ -7,14 +7,15 @@ demand and the target is what one replica sustains within the SLO:
   serves a start-up delay later), with queueing head-room for the TTFT SLO, plus the backlog's tokens to drain by
   the time capacity ordered now serves; against one replica's prefill throughput.
 - decode, in sequences: what the role holds (running + waiting, or its KV cache's worth of sequences if that is
-  more), grown as the prefill arrivals are forecast to grow over the start-up delay; against the sequences one
+  more), its running batch grown as the prefill arrivals are forecast to grow over the start-up delay (the
+  waiting, mostly the prefill backlog, held as they are); against the sequences one
   replica runs within the ITL SLO (its seats), its KV cache counted full at 90 %. Optional bounds keep decode
   within `minDecodePerPrefill`..`maxDecodePerPrefill` replicas per prefill replica, the lower one given or
   derived from the prompt/output mix (`decodePerPrefill: auto`).
 
 Rates come from a source's sample history, never from state kept between calls, so two scaler replicas reading
 the same sources reach the same answer. Scale-down is held by the burst term: the prefill forecast is at least
-the busiest half-window of the last ten minutes (bursts shorter than a start-up delay can only be met by capacity
+the busiest quarter-window of the last ten minutes (bursts shorter than a start-up delay can only be met by capacity
 already there, and they recur), so replicas go only once that long a stretch fits fewer.
 """
 
@@ -65,7 +66,8 @@ class Forecast:
 
     now: float  # rate over the last window
     trend: float  # now + slope over the start-up delay (0 at least)
-    peak: float  # the busiest half-window within the last start-up delay
+    peak: float  # the busiest quarter-window within the burst memory
+    recent: float  # rate over the last quarter-window
     span: float  # seconds of history the rates are taken from
 
     @property
@@ -126,11 +128,12 @@ def forecast(
         trend = max(0.0, current + (current - previous) / window * startup_delay)
     bucket = window / 4
     lookback = max(startup_delay, memory)
+    recent = _rate(samples, now - bucket, now, tokens)
     peak, end = 0.0, now
     while end > now - lookback and end - bucket >= samples[0].t:
         peak = max(peak, _rate(samples, end - bucket, end, tokens))
         end -= bucket
-    return Forecast(now=current, trend=trend, peak=peak, span=min(span, max(window, lookback)))
+    return Forecast(now=current, trend=trend, peak=peak, recent=recent, span=min(span, max(window, lookback)))
 
 
 def _mean_prompt(tokens: Forecast, messages: Forecast, last: QueueSample) -> float | None:
@@ -209,25 +212,26 @@ def decide_decode(
             f"({', '.join(pods)}); check that the engines' metrics are scraped and carry the pods' names"
         )
     seats = settings.seats
-    held = sum(load.running + load.waiting for load in measured)
+    running = sum(load.running for load in measured)
+    waiting = sum(load.waiting for load in measured)
+    held = running + waiting
     kv = sum(load.kv_fill for load in measured) / settings.kv_target * seats
-    base = max(held, kv)
-    parts = [f"holds {held:g} sequences (KV cache worth {kv:.1f})"]
-    value = base
+    # Seats per sequence held: 1, or more where the KV cache fills before the seats do.
+    per_sequence = max(1.0, kv / held) if held else 1.0
+    parts = [f"runs {running:g} and holds {waiting:g} waiting sequences (KV cache worth {kv:.1f})"]
+    value = max(held, kv)
     if prefill is None:
         pass
     elif prefill.history is None:
         parts.append(f"prefill not coupled: {prefill.unavailable}")
     else:
-        # Decode holds sequences in proportion to the prefill arrival rate (Little's law): grow what it holds as
-        # the arrivals are forecast to grow over the start-up delay. The prefill queue is not added: decode admits
-        # a request before its remote prefill, so those are already among its waiting.
-        messages = forecast(
-            prefill.history, settings.startup_delay, settings.window, settings.burst_memory, tokens=False
-        )
-        growth = max(1.0, messages.rate / messages.now) if messages.now > 0 else 1.0
-        value = base * growth
-        parts.append(f"x {growth:.3f} prefill arrival growth over the start-up delay")
+        # The batch holds sequences in proportion to the rate they enter decode (Little's law: running = rate x
+        # time in decode), so it grows as that rate is forecast to grow over the start-up delay. Decode admits a
+        # request before its remote prefill: the waiting ones are the prefill backlog (their KV is counted) or
+        # wait for a seat, and either way are held now, not grown with the arrivals.
+        growth = decode_growth(prefill.history, settings)
+        value = (running * growth + waiting) * per_sequence
+        parts.append(f"running x {growth:.3f} prefill arrival growth over the start-up delay")
     if (
         prefill is not None
         and prefill.history is not None
@@ -253,6 +257,16 @@ def decide_decode(
     if missing:
         reason += f"; no load series for {', '.join(missing)}"
     return Decision(metric_name, value, seats, value > activation, reason, unmeasured=len(missing))
+
+
+def decode_growth(history: PrefillHistory, settings: DecodeSettings) -> float:
+    """How much the decode batch grows over the start-up delay: the forecast arrival rate over the rate that
+    filled the batch now. A sequence stays in decode for seconds (its output at one step each), so the batch
+    reflects the last quarter-window's arrivals, not the whole window's (else a burst under way is counted twice:
+    in the batch and in the growth)."""
+    messages = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, tokens=False)
+    recent = messages.recent or messages.now
+    return max(1.0, messages.rate / recent) if recent > 0 else 1.0
 
 
 def mix_ratio(history: PrefillHistory, prefill: Decision, settings: DecodeSettings, output: float) -> float | None:

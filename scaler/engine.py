@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import operator
 import time
@@ -282,6 +283,7 @@ class Engine:
         """Sequences held and KV-cache fill per pod (the seats and kv-cache signals of the same engines, read in
         one query or one scrape), coupled to the prefill ScaledObject it names."""
         seats, kv = spec.signal, signals.signal("decode", "kv-cache", spec.engine)
+        running = dataclasses.replace(seats, parts=seats.parts[:1])  # the batch alone: seats' first part
         matchers = spec.matchers
         role = self.sources.role_source(ref.namespace, ref.name, spec)
         data: Source[Any]
@@ -312,12 +314,14 @@ class Engine:
 
             def run() -> Decision:
                 held = self._signal_values(series, seats, matchers).values
+                batch = self._signal_values(series, running, matchers).values
                 fill = self._signal_values(series, kv, matchers).values
-                loads = {
-                    pod: DecodeLoad(value, 0.0, fill.get((ns, pod), 0.0))
-                    for (ns, pod), value in held.items()
-                    if ns == pods.namespace
-                }
+
+                def load(key: signals.PodKey, sequences: float) -> DecodeLoad:
+                    in_batch = batch.get(key, 0.0)  # the waiting are the sequences held beyond the batch
+                    return DecodeLoad(in_batch, sequences - in_batch, fill.get(key, 0.0))
+
+                loads = {pod: load((ns, pod), v) for (ns, pod), v in held.items() if ns == pods.namespace}
                 return capacity.decide_decode(spec.metric_name, pods.pods, loads, settings, coupling)
 
             return memo(inputs, run)

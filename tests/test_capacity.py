@@ -120,14 +120,36 @@ def test_decode_holds_running_and_waiting_or_its_kv_worth_whichever_is_more() ->
     assert replicas(d) == 3
 
 
-def test_decode_anticipates_prefill_arrivals() -> None:
-    # Prefill arrivals stepped up from 2 to 8 prompts/s: messages forecast 11/s against 5/s now. (Prompts waiting
-    # for prefill are not added: decode admitted them already and counts them as waiting.)
+def test_decode_grows_its_batch_with_the_prefill_arrivals() -> None:
+    # Prefill arrivals stepped up from 2 to 8 prompts/s at t=270: forecast 11/s (the trend). The batch of 80 was
+    # filled by the last quarter-window's 8/s (a sequence stays in decode for seconds), so it grows 11 / 8 fold.
     prefill = Coupling(history([(0, 2), (270, 8)], 300, backlog=(1000,) * 4), None)
     d = decide_decode("m", ["d0"], loads((80, 0, 0.4)), DECODE, prefill)
-    assert d.value == pytest.approx(80 * 11 / 5)
+    assert d.value == pytest.approx(80 * 11 / 8)
     assert replicas(d) == 2
-    assert "x 2.200 prefill arrival growth over the start-up delay" in d.reason
+    assert "running x 1.375 prefill arrival growth over the start-up delay" in d.reason
+    # Waiting sequences (awaiting their remote prefill, or a seat) are held now, not grown with the arrivals.
+    d = decide_decode("m", ["d0"], loads((80, 40, 0.4)), DECODE, prefill)
+    assert d.value == pytest.approx(80 * 11 / 8 + 40)
+    assert "runs 80 and holds 40 waiting sequences" in d.reason
+    # Long contexts: each sequence held is worth KV / sequences seats (0.9 / 0.9 x 100 / 40 = 2.5).
+    d = decide_decode("m", ["d0"], loads((40, 0, 0.9)), DECODE, prefill)
+    assert d.value == pytest.approx(40 * 11 / 8 * 2.5)
+
+
+def test_a_burst_under_way_is_in_the_batch_already() -> None:
+    # 2 prompts/s, 20/s from t=200; at t=215 the last quarter-window is all burst (20/s), the last minute
+    # averages 6.5/s and its trend 15.5/s: the burst's 20/s is the forecast and also what filled the batch, so
+    # the batch of 200 is not grown again (against the minute's average it would be 20 / 6.5 times).
+    prefill = Coupling(history([(0, 2), (200, 20)], 215), None)
+    f = forecast(history([(0, 2), (200, 20)], 215), 120.0, 60.0, BURST_MEMORY, tokens=False)
+    assert (f.now, f.trend, f.peak, f.recent) == (6.5, 15.5, 20.0, 20.0)
+    d = decide_decode("m", ["d0", "d1", "d2"], loads((100, 0, 0.2), (100, 0, 0.2), (0, 0, 0.0)), DECODE, prefill)
+    assert d.value == 200.0
+    # Once it is over, the batch of 20 at 2/s is provisioned for the next one like it: 20 x 20 / 2.
+    prefill = Coupling(history([(0, 2), (200, 20), (230, 2)], 300), None)
+    d = decide_decode("m", ["d0"], loads((20, 0, 0.02)), DECODE, prefill)
+    assert d.value == 200.0
 
 
 def test_coupling_bounds_bind_and_do_not_bind() -> None:

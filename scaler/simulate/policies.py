@@ -168,9 +168,6 @@ class PolicyKind:
     check: Callable[[Policy], None] = lambda policy: None  # ValueError naming the problem
     knob: str = ""  # what `sweep` varies
     sweep: Callable[[Settings], Sequence[str]] = lambda settings: ()  # the policies of its frontier
-    # When set, the policy is each of these in turn, and the run that meets the SLO for the most requests (then
-    # with the fewest GPU-hours) is its result: a search only an oracle, knowing the future, can make.
-    candidates: Callable[[Policy], Sequence[Policy]] | None = None
 
 
 REGISTRY: dict[str, PolicyKind] = {}
@@ -694,32 +691,12 @@ register(
 )
 
 
-def _check_oracle(policy: Policy) -> None:
-    _check_plain(policy)
-    for key, value in policy.options:
-        if key != "decode" or not 0 < _positive_number(policy, key, value) <= 1:
-            raise ValueError(f"policy {policy.name!r}: the oracle takes +decode=F, 0 < F <= 1")
-
-
-def _oracle_candidates(policy: Policy) -> list[Policy]:
-    """The plan as sized, and with decode cut: when prefill is the bottleneck (a cap binds), decode replicas
-    sized for requests that miss anyway buy nothing."""
-    if policy.options:
-        return [policy]
-    return [policy] + [Policy(f"oracle+decode={f}", "oracle", "", (("decode", f),)) for f in ORACLE_DECODE_CUTS]
-
-
-ORACLE_DECODE_CUTS = ("0.75", "0.5", "0.25")
-
 register(
     PolicyKind(
         "oracle",
         "oracle",
-        lambda policy, ctx: OracleController(
-            ctx.cluster, oracle.schedule(ctx, float(dict(policy.options).get("decode", 1.0)))
-        ),
-        _check_oracle,
-        candidates=_oracle_candidates,
+        lambda policy, ctx: OracleController(ctx.cluster, oracle.schedule(ctx)),
+        _check_plain,
     )
 )
 
