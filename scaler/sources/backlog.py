@@ -4,11 +4,12 @@ The backlog is the messages after the consumer's ack floor: those delivered and 
 delivered sequence) and the first `num_pending` stored after it. Each is read once, by stream sequence, with
 JetStream's get-message (`next_by_subj`, so deleted sequences and other subjects are skipped), and its prompt
 tokens are kept until the ack floor passes it. Reads are bounded per refresh (messages and bytes) and in total
-(messages remembered); what is left unread counts at the mean of what was read, and the note says so.
+(messages remembered), and in time; what is left unread counts at the mean of what was read, and the note says so.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from scaler.sources.history import MAX_PAYLOAD, prompt_tokens
 
 MAX_READS = 256  # messages read per refresh (one get is one round trip)
 MAX_READ_BYTES = 8 << 20  # payload bytes read per refresh
+MAX_READ_SECONDS = 1.0  # time spent reading per refresh: a slow server delays the lag no more than this
 MAX_TRACKED = 1 << 14  # messages whose prompt tokens are remembered; a longer backlog's tail counts at the mean
 
 # One get: the first stored message at or after a sequence, as (sequence, payload); None past the last one.
@@ -40,9 +42,11 @@ class BacklogReader:
         max_reads: int = MAX_READS,
         max_bytes: int = MAX_READ_BYTES,
         max_tracked: int = MAX_TRACKED,
+        max_seconds: float = MAX_READ_SECONDS,
     ) -> None:
         self.field, self.mean = field, mean_prompt_tokens
         self.max_reads, self.max_bytes, self.max_tracked = max_reads, max_bytes, max_tracked
+        self.max_seconds = max_seconds
         self._tokens: dict[int, int | None] = {}  # sequence → prompt tokens (None: not countable), ascending
         self._read_upto = 0  # every message after the floor up to here is in `_tokens`, as it was when read
         self._floor = 0
@@ -56,7 +60,7 @@ class BacklogReader:
         for seq in [s for s in self._tokens if s <= floor]:
             del self._tokens[seq]
         self._read_upto = max(self._read_upto, floor)
-        budget = _Budget(self.max_reads, self.max_bytes)
+        budget = _Budget(self.max_reads, self.max_bytes, time.monotonic() + self.max_seconds)
 
         if self._read_upto >= delivered and sum(s <= delivered for s in self._tokens) != ack_pending:
             await self._reread_delivered(floor, delivered, budget, get)
@@ -124,11 +128,11 @@ class BacklogReader:
 
 
 class _Budget:
-    def __init__(self, reads: int, size: int) -> None:
-        self.reads, self.size = reads, size
+    def __init__(self, reads: int, size: int, until: float) -> None:
+        self.reads, self.size, self.until = reads, size, until
 
     def left(self) -> bool:
-        return self.reads > 0 and self.size > 0
+        return self.reads > 0 and self.size > 0 and time.monotonic() < self.until
 
     def spend(self, size: int) -> None:
         self.reads -= 1
