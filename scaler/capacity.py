@@ -279,11 +279,12 @@ def decide_decode(
 
 def decode_growth(history: PrefillHistory, settings: DecodeSettings) -> float:
     """How much the decode batch grows over the start-up delay: the forecast arrival rate over the rate that
-    filled the batch now. A sequence stays in decode for seconds (its output at one step each), so the batch
-    reflects the last quarter-window's arrivals, not the whole window's (else a burst under way is counted twice:
-    in the batch and in the growth)."""
+    filled the batch now, the busier of the last quarter-window and the last window. A sequence stays in decode for
+    seconds (its output at one step each): at a burst's start the batch holds the last quarter-window's arrivals
+    (against the window's average the burst would be counted twice, in the batch and in the growth); after it,
+    the batch still drains the burst's sequences, which the window counts."""
     messages = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, tokens=False)
-    recent = messages.recent or messages.now
+    recent = max(messages.recent, messages.now)
     return max(1.0, messages.rate / recent) if recent > 0 else 1.0
 
 

@@ -163,6 +163,11 @@ def test_a_burst_under_way_is_in_the_batch_already() -> None:
     assert (f.now, f.trend, f.peak, f.recent) == (6.5, 15.5, 20.0, 20.0)
     d = decide_decode("m", ["d0", "d1", "d2"], loads((100, 0, 0.2), (100, 0, 0.2), (0, 0, 0.0)), DECODE, prefill)
     assert d.value == 200.0
+    # Just after it (t=250) the batch still drains the burst's sequences: it was filled at the window's 11/s, not
+    # at the last quarter-window's 2/s, and grows to the trend's 29/s.
+    prefill = Coupling(history([(0, 2), (200, 20), (230, 2)], 250), None)
+    d = decide_decode("m", ["d0"], loads((60, 0, 0.1)), DECODE, prefill)
+    assert d.value == pytest.approx(60 * 29 / 11)
     # Once it is over, the batch of 20 at 2/s is provisioned for the next one like it: 20 x 20 / 2.
     prefill = Coupling(history([(0, 2), (200, 20), (230, 2)], 300), None)
     d = decide_decode("m", ["d0"], loads((20, 0, 0.02)), DECODE, prefill)
