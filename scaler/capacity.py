@@ -105,18 +105,36 @@ def _at(samples: Sequence[QueueSample], t: float) -> QueueSample:
     return samples[lo]
 
 
-def _rate(samples: Sequence[QueueSample], start: float, end: float, tokens: bool) -> float:
-    a, b = _at(samples, start), _at(samples, end)
+def _between(a: QueueSample, b: QueueSample, tokens: bool) -> float:
     if b.t <= a.t:
         return 0.0
     return ((b.arrived_tokens - a.arrived_tokens) if tokens else float(b.arrived - a.arrived)) / (b.t - a.t)
+
+
+def _rate(samples: Sequence[QueueSample], start: float, end: float, tokens: bool) -> float:
+    return _between(_at(samples, start), _at(samples, end), tokens)
+
+
+def _busiest(samples: Sequence[QueueSample], since: float, length: float, tokens: bool) -> float:
+    """The highest rate over any `length` seconds that start at `since` or later: every sample ends one (from the
+    newest sample at or before its start). Sliding, not in buckets fixed to the moment of asking, so the same
+    history gives the same peak whenever it is read."""
+    peak, i = 0.0, 0
+    for b in samples:
+        start = b.t - length
+        if start < since or start < samples[0].t:
+            continue
+        while i + 1 < len(samples) and samples[i + 1].t <= start:
+            i += 1
+        peak = max(peak, _between(samples[i], b, tokens))
+    return peak
 
 
 def forecast(
     history: PrefillHistory, startup_delay: float, window: float, memory: float, tokens: bool = True
 ) -> Forecast:
     """Arrivals per second to provision for a start-up delay ahead: the current rate extended along its trend
-    (slope between the last two windows, when the history covers them), or the busiest half-window of the last
+    (slope between the last two windows, when the history covers them), or the busiest quarter-window within the last
     `memory` seconds (at least a start-up delay), whichever is higher."""
     samples = history.samples
     now = samples[-1].t
@@ -129,17 +147,17 @@ def forecast(
     bucket = window / 4
     lookback = max(startup_delay, memory)
     recent = _rate(samples, now - bucket, now, tokens)
-    peak, end = 0.0, now
-    while end > now - lookback and end - bucket >= samples[0].t:
-        peak = max(peak, _rate(samples, end - bucket, end, tokens))
-        end -= bucket
+    peak = _busiest(samples, now - lookback, bucket, tokens)
     return Forecast(now=current, trend=trend, peak=peak, recent=recent, span=min(span, max(window, lookback)))
 
 
-def _mean_prompt(tokens: Forecast, messages: Forecast, last: QueueSample) -> float | None:
-    """Prompt tokens per request over the window's arrivals, else over the backlog's; None with neither."""
-    if messages.now > 0:
-        return tokens.now / messages.now
+def _mean_prompt(history: PrefillHistory, memory: float) -> float | None:
+    """Prompt tokens per request over the last `memory` seconds' arrivals (those the forecast provisions for),
+    else over the backlog's; None with neither."""
+    last = history.last
+    first = _at(history.samples, last.t - memory)
+    if last.arrived > first.arrived:
+        return (last.arrived_tokens - first.arrived_tokens) / (last.arrived - first.arrived)
     if last.backlog > 0:
         return last.backlog_tokens / last.backlog
     return None
@@ -150,8 +168,8 @@ def prefill_demand(history: PrefillHistory, settings: PrefillSettings) -> Prefil
     messages = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, tokens=False)
     last = history.last
     # The mean prompt's prefill time sets the queueing head-room an M/G/c-like pool needs to keep the wait within
-    # the TTFT SLO (utilisation ttft / (ttft + service time)).
-    mean_prompt = _mean_prompt(tokens, messages, last) or 0.0
+    # the TTFT SLO (utilisation ttft / (ttft + service time)); over the burst memory, as the peak is.
+    mean_prompt = _mean_prompt(history, max(settings.startup_delay, settings.burst_memory)) or 0.0
     headroom = 1.0 + mean_prompt / settings.tokens_per_second / settings.ttft
     return PrefillDemand(
         tokens=tokens,
@@ -274,9 +292,7 @@ def mix_ratio(history: PrefillHistory, prefill: Decision, settings: DecodeSettin
     of P tokens takes P / T of a prefill replica's second (T its tokens per second); its answer of `output` tokens
     holds one of a decode replica's seats for that many steps of at most the ITL (Little's law), so the roles'
     replicas stand as output x itl / seats to P / T."""
-    tokens = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, tokens=True)
-    messages = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, tokens=False)
-    prompt = _mean_prompt(tokens, messages, history.last)
+    prompt = _mean_prompt(history, max(settings.startup_delay, settings.burst_memory))
     if not prompt:
         return None
     return output * settings.itl * prefill.target / (prompt * settings.seats)

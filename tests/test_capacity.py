@@ -72,6 +72,23 @@ def test_a_burst_shorter_than_the_start_up_delay_is_provisioned_for_until_it_is_
     assert decide_prefill("m", history(burst, 840), PREFILL).value == 2250.0
 
 
+def test_the_peak_is_the_same_whenever_it_is_read() -> None:
+    # A 5 s spike of 40 prompts/s (t=203..207) on 2/s: the busiest 15 s hold it whole, (5 x 40 + 10 x 2) / 15
+    # prompts/s, whether asked at t=300 or a few seconds later (buckets fixed to the moment of asking would cut
+    # it in two at some of those moments, and the decision would flicker).
+    spike = [(0, 2), (203, 40), (208, 2)]
+    peaks = [forecast(history(spike, end), 120.0, 60.0, BURST_MEMORY, tokens=False).peak for end in range(300, 316)]
+    assert peaks == [pytest.approx(220 / 15)] * 16
+
+
+def test_a_lull_after_a_burst_keeps_the_bursts_head_room() -> None:
+    # 20 prompts/s of 1,000 tokens for 30 s, then nothing: no arrivals in the last window, but the burst provisioned
+    # for brings its prompts' prefill time, so its head-room (1 + 0.125 / 1 s) stays with it.
+    d = decide_prefill("m", history([(0, 2), (200, 20), (230, 0)], 300), PREFILL)
+    assert d.value == 20000.0 * 1.125
+    assert "now 0, trend 0, peak 20000" in d.reason
+
+
 def test_decay_scales_down_only_as_the_busier_past_leaves_the_burst_memory() -> None:
     settings = PrefillSettings(tokens_per_second=4000.0, ttft=1.0, startup_delay=120.0, window=60.0)
     decay = [(0, 8), (200, 2)]
