@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import time
+from array import array
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -48,11 +49,11 @@ class BacklogReader:
         self.field, self.mean = field, mean_prompt_tokens
         self.max_reads, self.max_bytes, self.max_tracked = max_reads, max_bytes, max_tracked
         self.max_seconds = max_seconds
-        # The messages read after the floor, ascending by sequence, in parallel lists: bisect finds a sequence and
-        # the sums run over slices, so a refresh costs no Python loop over a long backlog.
-        self._seqs: list[int] = []
-        self._tokens: list[float] = []  # prompt tokens, meanPromptTokens where not countable
-        self._uncountable: list[bool] = []
+        # The messages read after the floor, ascending by sequence, in parallel arrays (17 bytes a message): bisect
+        # finds a sequence and the sums run over slices, so a refresh runs no Python loop over a long backlog.
+        self._seqs = array("q")
+        self._tokens = array("d")  # prompt tokens, meanPromptTokens where not countable
+        self._uncountable = array("b")
         self._read_upto = 0  # every message after the floor up to here was read (and is listed unless gone since)
         self._floor = 0
 
@@ -101,9 +102,9 @@ class BacklogReader:
 
     def _replace(self, end: int, seqs: list[int], tokens: list[int | None]) -> None:
         """The listed messages up to index `end` become `seqs` with their `tokens`."""
-        self._seqs[:end] = seqs
-        self._tokens[:end] = [self.mean if t is None else float(t) for t in tokens]
-        self._uncountable[:end] = [t is None for t in tokens]
+        self._seqs[:end] = array("q", seqs)
+        self._tokens[:end] = array("d", [self.mean if t is None else float(t) for t in tokens])
+        self._uncountable[:end] = array("b", [t is None for t in tokens])
 
     async def _walk(self, start: int, budget: _Budget, get: Get) -> AsyncIterator[tuple[int, int | None]]:
         seq = start
@@ -120,7 +121,7 @@ class BacklogReader:
         head = bisect.bisect_right(self._seqs, delivered)
         end = min(len(self._seqs), head + pending)
         notes: list[str] = []
-        uncountable = self._uncountable[:end].count(True)
+        uncountable = self._uncountable[:end].count(1)
         if uncountable:
             notes.append(
                 f"{uncountable} without {self.field} (or over {MAX_PAYLOAD >> 20} MiB) at meanPromptTokens "
