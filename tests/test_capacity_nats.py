@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 import nats
 from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from scaler.connections import Connections
 from scaler.proto import externalscaler_pb2 as pb
@@ -47,9 +48,9 @@ def test_prompt_tokens_are_counted_without_decoding_the_payload() -> None:
     assert prompt_tokens(b" " * (MAX_PAYLOAD + 1), "prompt_token_ids") is None
 
 
-async def value(stub: Stub, ref: pb.ScaledObjectRef) -> float:
-    response = await stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref, metricName=METRIC))
-    assert [v.metricName for v in response.metricValues] == [METRIC]
+async def value(stub: Stub, ref: pb.ScaledObjectRef, metric: str = METRIC) -> float:
+    response = await stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref, metricName=metric))
+    assert [v.metricName for v in response.metricValues] == [metric]
     return response.metricValues[0].metricValueFloat
 
 
@@ -197,3 +198,23 @@ async def test_messages_it_may_not_read_leave_the_backlog_at_the_estimate_and_th
             ) in reason
     finally:
         server.stop()
+
+
+async def test_on_a_limits_stream_messages_acked_out_of_order_count_at_the_delivered_ones_mean(
+    js: JetStreamContext, nats_server: NatsServer, make_scaler: Callable[..., Awaitable[Server]]
+) -> None:
+    # Limits retention keeps acknowledged messages, and consumer info does not tell which of the delivered ones are.
+    await js.add_stream(name="kept", subjects=["kept.*"])
+    await js.add_consumer("kept", ConsumerConfig(durable_name="workers", ack_policy=AckPolicy.EXPLICIT))
+    for i, tokens in enumerate([300, 3000, 600, 5000]):
+        await js.publish("kept.queue", remote_prefill(i, tokens))
+    worker = await js.pull_subscribe_bind("workers", "kept")
+    taken = await worker.fetch(3)
+    await taken[1].ack()  # 3,000 done; 300 and 600 still delivered, the floor stays at 0
+    scaler = await make_scaler()
+    ref = prefill_ref(nats_server, policy="capacity", stream="kept", consumer="workers", startupDelay="2s", ttft="2s")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{scaler.grpc_port}") as channel:
+        # Two of the three delivered at their mean, (300 + 3,000 + 600) / 3, and the pending 5,000.
+        assert await value(Stub(channel), ref, "prefill-tokens-kept-workers") == (3900 / 3 * 2 + 5000) / 4
+        reason = by_name(await status_json(scaler))["prefill"]["reason"]
+        assert "backlog 3 messages / 7600 tokens (1 of 3 delivered were acknowledged out of order)" in reason
