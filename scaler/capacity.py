@@ -134,16 +134,19 @@ def forecast(
     history: PrefillHistory, startup_delay: float, window: float, memory: float, tokens: bool = True
 ) -> Forecast:
     """Arrivals per second to provision for a start-up delay ahead: the current rate extended along its trend
-    (slope between the last two windows, when the history covers them), or the busiest quarter-window within the last
-    `memory` seconds (at least a start-up delay), whichever is higher."""
+    (slope between the last two windows; over a shorter history, between its two halves once each is a
+    quarter-window, so a scaler just started, or a load ramping from the start, is not read as flat), or the
+    busiest quarter-window within the last `memory` seconds (at least a start-up delay), whichever is higher."""
     samples = history.samples
     now = samples[-1].t
     span = now - samples[0].t
     current = _rate(samples, now - window, now, tokens)
     trend = current
-    if span >= 2 * window:
-        previous = _rate(samples, now - 2 * window, now - window, tokens)
-        trend = max(0.0, current + (current - previous) / window * startup_delay)
+    half = min(window, span / 2)
+    if half >= window / 4:
+        last = _rate(samples, now - half, now, tokens)
+        previous = _rate(samples, now - 2 * half, now - half, tokens)
+        trend = max(0.0, last + (last - previous) / half * startup_delay)  # last == current once half == window
     bucket = window / 4
     lookback = max(startup_delay, memory)
     recent = _rate(samples, now - bucket, now, tokens)

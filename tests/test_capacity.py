@@ -113,6 +113,15 @@ def test_backlog_is_counted_in_tokens_not_messages() -> None:
     assert "backlog 3 messages / 31000 tokens drained within 2s" in d.reason
 
 
+def test_a_young_history_has_a_trend_from_its_two_halves() -> None:
+    # One minute of history, 2 prompts/s then 4/s from t=30: the halves' slope (2 per 30 s) over the 120 s
+    # start-up gives 12 prompts/s, where waiting for two full windows would read 3/s (the minute's average) and
+    # order capacity two minutes late.
+    f = forecast(history([(0, 2), (30, 4)], 60), 120.0, 60.0, BURST_MEMORY, tokens=False)
+    assert (f.now, f.trend, f.peak) == (3.0, 12.0, 4.0)
+    assert decide_prefill("m", history([(0, 2), (30, 4)], 60), PREFILL).value == 12000.0 * 1.125
+
+
 def test_an_idle_queue_is_inactive_and_a_new_source_answers_from_what_it_has() -> None:
     idle = decide_prefill("m", history([(0, 0)], 300), PREFILL)
     assert (idle.value, idle.active) == (0.0, False)
