@@ -267,9 +267,9 @@ def _positive_number(policy: Policy, key: str, value: str) -> float:
 def capacity_metadata(deployment: Deployment, settings: Settings) -> dict[str, dict[str, str]]:
     """The capacity triggers' knobs as a user would set them for this deployment: one replica's prefill throughput
     (a full chunk, from its profile), its decode seats within the ITL SLO, the TTFT SLO and the start-up delay
-    (the middle of a drawn range)."""
+    (the slow end of a drawn range: capacity is sure to serve only that long after it is ordered)."""
     p = deployment.profile
-    startup = f"{(deployment.startup.low + deployment.startup.high) / 2:g}s"
+    startup = f"{deployment.startup.high:g}s"
     return {
         PREFILL: {
             "prefillTokensPerSecond": f"{prefill_tokens_per_second(p):.0f}",
