@@ -22,7 +22,7 @@ already there, and they recur), so replicas go only once that long a stretch fit
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from scaler.errors import SourceUnavailable
@@ -58,6 +58,9 @@ class DecodeSettings:
     # A replica's KV cache counts as full at this fill: engines preempt sequences when it runs out, and the running
     # ones grow a token per step, so a replica at 100 % already holds more than it can serve.
     kv_target: float = 0.9
+    # Seconds one decode step takes at a batch of that many sequences per replica (from `profile`): a batch that
+    # grows steps slower, so each sequence stays longer. None: steps taken as equally long.
+    step: Callable[[int], float] | None = None
 
 
 @dataclass(frozen=True)
@@ -251,8 +254,11 @@ def decide_decode(
         # request before its remote prefill: the waiting ones are the prefill backlog (their KV is counted) or
         # wait for a seat, and either way are held now, not grown with the arrivals.
         growth = decode_growth(prefill.history, settings)
-        value = (running * growth + waiting) * per_sequence
+        slower = _slower(running, growth, len(measured), settings)
+        value = (running * growth * slower + waiting) * per_sequence
         parts.append(f"running x {growth:.3f} prefill arrival growth over the start-up delay")
+        if slower > 1.0:
+            parts.append(f"x {slower:.3f} for its slower steps")
     if (
         prefill is not None
         and prefill.history is not None
@@ -278,6 +284,16 @@ def decide_decode(
     if missing:
         reason += f"; no load series for {', '.join(missing)}"
     return Decision(metric_name, value, seats, value > activation, reason, unmeasured=len(missing))
+
+
+def _slower(running: float, growth: float, pods: int, settings: DecodeSettings) -> float:
+    """How much longer a sequence stays when the batch grows `growth` fold (Little's law with the step time of the
+    batch it runs in): the step at the grown batch per replica (up to the seats) over the step now."""
+    if settings.step is None or running <= 0 or growth <= 1.0:
+        return 1.0
+    now = max(1, round(running / max(1, pods)))
+    grown = max(now, min(round(settings.seats), round(running * growth / max(1, pods))))
+    return settings.step(grown) / settings.step(now)
 
 
 def decode_growth(history: PrefillHistory, settings: DecodeSettings) -> float:

@@ -163,6 +163,19 @@ def test_decode_grows_its_batch_with_the_prefill_arrivals() -> None:
     assert d.value == pytest.approx(40 * 11 / 8 * 2.5)
 
 
+def test_a_growing_batch_steps_slower_so_its_sequences_stay_longer() -> None:
+    # The batch of 80 on one replica grows 11 / 8 fold, to 110 (within 200 seats); with steps of 20 ms + 0.1 ms a
+    # sequence, each step takes 31 ms instead of 28, and every sequence stays that much longer (Little's law).
+    prefill = Coupling(history([(0, 2), (270, 8)], 300), None)
+    settings = DecodeSettings(seats=200.0, step=lambda batch: 0.020 + 0.0001 * batch)
+    d = decide_decode("m", ["d0"], loads((80, 0, 0.1)), settings, prefill)
+    assert d.value == pytest.approx(80 * 11 / 8 * 0.031 / 0.028)
+    assert "x 1.107 for its slower steps" in d.reason
+    # Beyond the seats the replicas are more, not the batch of each: the step is taken at the seats at most.
+    d = decide_decode("m", ["d0"], loads((160, 0, 0.1)), settings, prefill)
+    assert d.value == pytest.approx(160 * 11 / 8 * 0.040 / 0.036)
+
+
 def test_a_burst_under_way_is_in_the_batch_already() -> None:
     # 2 prompts/s, 20/s from t=200; at t=215 the last quarter-window is all burst (20/s), the last minute
     # averages 6.5/s and its trend 15.5/s: the burst's 20/s is the forecast and also what filled the batch, so

@@ -100,6 +100,7 @@ def test_pd_scaler_is_the_capacity_policy_with_knobs_from_the_deployment() -> No
         "prefillScaledObject": "sim-prefill",
         "seats": str(profile.max_batch_within(0.05, 2048)),
         "startupDelay": "120s",
+        "profile": "ack-dynamo-guide",  # its step times, as the README's decode ScaledObject gives them
     }
     # Start-ups drawn from 90..300 s: capacity is sure to serve only 300 s after it is ordered.
     drawn = override(deployment, parse_startup("90s..300s"), None)

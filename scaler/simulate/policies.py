@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from scaler.deployment import DECODE_CONTEXT, Deployment, prefill_tokens_per_second
+from scaler.deployment import DECODE_CONTEXT, Deployment, bundled_deployments, prefill_tokens_per_second, replica
 from scaler.engine import Engine, Ref
 from scaler.errors import ScalerError
 from scaler.metrics import Metrics
@@ -267,7 +267,8 @@ def _positive_number(policy: Policy, key: str, value: str) -> float:
 def capacity_metadata(deployment: Deployment, settings: Settings) -> dict[str, dict[str, str]]:
     """The capacity triggers' knobs as a user would set them for this deployment: one replica's prefill throughput
     (a full chunk, from its profile), its decode seats within the ITL SLO, the TTFT SLO and the start-up delay
-    (the slow end of a drawn range: capacity is sure to serve only that long after it is ordered)."""
+    (the slow end of a drawn range: capacity is sure to serve only that long after it is ordered), and the decode
+    replica's profile where the deployment is a bundled one."""
     p = deployment.profile
     startup = f"{deployment.startup.high:g}s"
     return {
@@ -276,8 +277,15 @@ def capacity_metadata(deployment: Deployment, settings: Settings) -> dict[str, d
             "ttft": f"{settings.ttft_slack:g}s",
             "startupDelay": startup,
         },
-        DECODE: {"seats": str(p.max_batch_within(settings.itl, DECODE_CONTEXT)), "startupDelay": startup},
+        DECODE: {"seats": str(p.max_batch_within(settings.itl, DECODE_CONTEXT)), "startupDelay": startup}
+        # The replica's profile by name, as the README's ScaledObject gives it, where the deployment is a bundled one
+        # (its step times slow the batch's growth); a deployment file has no name a trigger may give.
+        | ({"profile": deployment.name} if _bundled_replica(deployment) else {}),
     }
+
+
+def _bundled_replica(deployment: Deployment) -> bool:
+    return deployment.name in bundled_deployments() and replica(deployment.name).spec == deployment.profile.spec
 
 
 def pd_scaler_metadata(
