@@ -22,7 +22,7 @@ already there, and they recur), so replicas go only once that long a stretch fit
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from scaler.errors import SourceUnavailable
@@ -58,6 +58,9 @@ class DecodeSettings:
     # A replica's KV cache counts as full at this fill: engines preempt sequences when it runs out, and the running
     # ones grow a token per step, so a replica at 100 % already holds more than it can serve.
     kv_target: float = 0.9
+    # Seconds one decode step takes at a batch of that many sequences per replica (from `profile`): a batch that
+    # grows steps slower, so each sequence stays longer. None: steps taken as equally long.
+    step: Callable[[int], float] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,41 +108,62 @@ def _at(samples: Sequence[QueueSample], t: float) -> QueueSample:
     return samples[lo]
 
 
-def _rate(samples: Sequence[QueueSample], start: float, end: float, tokens: bool) -> float:
-    a, b = _at(samples, start), _at(samples, end)
+def _between(a: QueueSample, b: QueueSample, tokens: bool) -> float:
     if b.t <= a.t:
         return 0.0
     return ((b.arrived_tokens - a.arrived_tokens) if tokens else float(b.arrived - a.arrived)) / (b.t - a.t)
+
+
+def _rate(samples: Sequence[QueueSample], start: float, end: float, tokens: bool) -> float:
+    return _between(_at(samples, start), _at(samples, end), tokens)
+
+
+def _busiest(samples: Sequence[QueueSample], since: float, length: float, tokens: bool) -> float:
+    """The highest rate over any `length` seconds that start at `since` or later: every sample ends one (from the
+    newest sample at or before its start). Sliding, not in buckets fixed to the moment of asking, so the same
+    history gives the same peak whenever it is read."""
+    peak, i = 0.0, 0
+    for b in samples:
+        start = b.t - length
+        if start < since or start < samples[0].t:
+            continue
+        while i + 1 < len(samples) and samples[i + 1].t <= start:
+            i += 1
+        peak = max(peak, _between(samples[i], b, tokens))
+    return peak
 
 
 def forecast(
     history: PrefillHistory, startup_delay: float, window: float, memory: float, tokens: bool = True
 ) -> Forecast:
     """Arrivals per second to provision for a start-up delay ahead: the current rate extended along its trend
-    (slope between the last two windows, when the history covers them), or the busiest half-window of the last
-    `memory` seconds (at least a start-up delay), whichever is higher."""
+    (slope between the last two windows; over a shorter history, between its two halves once each is a
+    quarter-window, so a scaler just started, or a load ramping from the start, is not read as flat), or the
+    busiest quarter-window within the last `memory` seconds (at least a start-up delay), whichever is higher."""
     samples = history.samples
     now = samples[-1].t
     span = now - samples[0].t
     current = _rate(samples, now - window, now, tokens)
     trend = current
-    if span >= 2 * window:
-        previous = _rate(samples, now - 2 * window, now - window, tokens)
-        trend = max(0.0, current + (current - previous) / window * startup_delay)
+    half = min(window, span / 2)
+    if half >= window / 4:
+        last = _rate(samples, now - half, now, tokens)
+        previous = _rate(samples, now - 2 * half, now - half, tokens)
+        trend = max(0.0, last + (last - previous) / half * startup_delay)  # last == current once half == window
     bucket = window / 4
     lookback = max(startup_delay, memory)
     recent = _rate(samples, now - bucket, now, tokens)
-    peak, end = 0.0, now
-    while end > now - lookback and end - bucket >= samples[0].t:
-        peak = max(peak, _rate(samples, end - bucket, end, tokens))
-        end -= bucket
+    peak = _busiest(samples, now - lookback, bucket, tokens)
     return Forecast(now=current, trend=trend, peak=peak, recent=recent, span=min(span, max(window, lookback)))
 
 
-def _mean_prompt(tokens: Forecast, messages: Forecast, last: QueueSample) -> float | None:
-    """Prompt tokens per request over the window's arrivals, else over the backlog's; None with neither."""
-    if messages.now > 0:
-        return tokens.now / messages.now
+def _mean_prompt(history: PrefillHistory, memory: float) -> float | None:
+    """Prompt tokens per request over the last `memory` seconds' arrivals (those the forecast provisions for),
+    else over the backlog's; None with neither."""
+    last = history.last
+    first = _at(history.samples, last.t - memory)
+    if last.arrived > first.arrived:
+        return (last.arrived_tokens - first.arrived_tokens) / (last.arrived - first.arrived)
     if last.backlog > 0:
         return last.backlog_tokens / last.backlog
     return None
@@ -150,8 +174,8 @@ def prefill_demand(history: PrefillHistory, settings: PrefillSettings) -> Prefil
     messages = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, tokens=False)
     last = history.last
     # The mean prompt's prefill time sets the queueing head-room an M/G/c-like pool needs to keep the wait within
-    # the TTFT SLO (utilisation ttft / (ttft + service time)).
-    mean_prompt = _mean_prompt(tokens, messages, last) or 0.0
+    # the TTFT SLO (utilisation ttft / (ttft + service time)); over the burst memory, as the peak is.
+    mean_prompt = _mean_prompt(history, max(settings.startup_delay, settings.burst_memory)) or 0.0
     headroom = 1.0 + mean_prompt / settings.tokens_per_second / settings.ttft
     return PrefillDemand(
         tokens=tokens,
@@ -230,8 +254,11 @@ def decide_decode(
         # request before its remote prefill: the waiting ones are the prefill backlog (their KV is counted) or
         # wait for a seat, and either way are held now, not grown with the arrivals.
         growth = decode_growth(prefill.history, settings)
-        value = (running * growth + waiting) * per_sequence
+        slower = _slower(running, growth, len(measured), settings)
+        value = (running * growth * slower + waiting) * per_sequence
         parts.append(f"running x {growth:.3f} prefill arrival growth over the start-up delay")
+        if slower > 1.0:
+            parts.append(f"x {slower:.3f} for its slower steps")
     if (
         prefill is not None
         and prefill.history is not None
@@ -259,13 +286,24 @@ def decide_decode(
     return Decision(metric_name, value, seats, value > activation, reason, unmeasured=len(missing))
 
 
+def _slower(running: float, growth: float, pods: int, settings: DecodeSettings) -> float:
+    """How much longer a sequence stays when the batch grows `growth` fold (Little's law with the step time of the
+    batch it runs in): the step at the grown batch per replica (up to the seats) over the step now."""
+    if settings.step is None or running <= 0 or growth <= 1.0:
+        return 1.0
+    now = max(1, round(running / max(1, pods)))
+    grown = max(now, min(round(settings.seats), round(running * growth / max(1, pods))))
+    return settings.step(grown) / settings.step(now)
+
+
 def decode_growth(history: PrefillHistory, settings: DecodeSettings) -> float:
     """How much the decode batch grows over the start-up delay: the forecast arrival rate over the rate that
-    filled the batch now. A sequence stays in decode for seconds (its output at one step each), so the batch
-    reflects the last quarter-window's arrivals, not the whole window's (else a burst under way is counted twice:
-    in the batch and in the growth)."""
+    filled the batch now, the busier of the last quarter-window and the last window. A sequence stays in decode for
+    seconds (its output at one step each): at a burst's start the batch holds the last quarter-window's arrivals
+    (against the window's average the burst would be counted twice, in the batch and in the growth); after it,
+    the batch still drains the burst's sequences, which the window counts."""
     messages = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, tokens=False)
-    recent = messages.recent or messages.now
+    recent = max(messages.recent, messages.now)
     return max(1.0, messages.rate / recent) if recent > 0 else 1.0
 
 
@@ -274,9 +312,7 @@ def mix_ratio(history: PrefillHistory, prefill: Decision, settings: DecodeSettin
     of P tokens takes P / T of a prefill replica's second (T its tokens per second); its answer of `output` tokens
     holds one of a decode replica's seats for that many steps of at most the ITL (Little's law), so the roles'
     replicas stand as output x itl / seats to P / T."""
-    tokens = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, tokens=True)
-    messages = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, tokens=False)
-    prompt = _mean_prompt(tokens, messages, history.last)
+    prompt = _mean_prompt(history, max(settings.startup_delay, settings.burst_memory))
     if not prompt:
         return None
     return output * settings.itl * prefill.target / (prompt * settings.seats)

@@ -202,6 +202,12 @@ def prefill_tokens_per_second(profile: Profile) -> float:
     return chunk / profile.prefill_seconds(chunk)
 
 
+def decode_step(profile: Profile) -> Callable[[int], float]:
+    """Seconds one decode step takes at a batch of that many sequences of DECODE_CONTEXT tokens (the measure the
+    seats are taken at)."""
+    return lambda batch: profile.decode_step_seconds(batch, batch * DECODE_CONTEXT)
+
+
 def decode_seats(profile: Profile, itl: float) -> int:
     """Sequences one decode replica runs with each step within `itl` (the largest batch, up to its max_num_seqs, at
     DECODE_CONTEXT tokens per sequence); ValueError when even one sequence's step takes longer."""

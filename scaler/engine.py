@@ -20,7 +20,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import grpc
 
-from scaler import capacity, signals
+from scaler import capacity, deployment, signals
 from scaler.admission import Admission
 from scaler.errors import ScalerError
 from scaler.kube import RolePods, check_bound
@@ -303,6 +303,7 @@ class Engine:
             spec.max_decode_per_prefill,
             output_tokens=spec.mean_output_tokens,
             itl=spec.itl,
+            step=deployment.decode_step(deployment.replica(spec.profile)) if spec.profile else None,
         )
         memo = _Memo()
 

@@ -72,6 +72,23 @@ def test_a_burst_shorter_than_the_start_up_delay_is_provisioned_for_until_it_is_
     assert decide_prefill("m", history(burst, 840), PREFILL).value == 2250.0
 
 
+def test_the_peak_is_the_same_whenever_it_is_read() -> None:
+    # A 5 s spike of 40 prompts/s (t=203..207) on 2/s: the busiest 15 s hold it whole, (5 x 40 + 10 x 2) / 15
+    # prompts/s, whether asked at t=300 or a few seconds later (buckets fixed to the moment of asking would cut
+    # it in two at some of those moments, and the decision would flicker).
+    spike = [(0, 2), (203, 40), (208, 2)]
+    peaks = [forecast(history(spike, end), 120.0, 60.0, BURST_MEMORY, tokens=False).peak for end in range(300, 316)]
+    assert peaks == [pytest.approx(220 / 15)] * 16
+
+
+def test_a_lull_after_a_burst_keeps_the_bursts_head_room() -> None:
+    # 20 prompts/s of 1,000 tokens for 30 s, then nothing: no arrivals in the last window, but the burst provisioned
+    # for brings its prompts' prefill time, so its head-room (1 + 0.125 / 1 s) stays with it.
+    d = decide_prefill("m", history([(0, 2), (200, 20), (230, 0)], 300), PREFILL)
+    assert d.value == 20000.0 * 1.125
+    assert "now 0, trend 0, peak 20000" in d.reason
+
+
 def test_decay_scales_down_only_as_the_busier_past_leaves_the_burst_memory() -> None:
     settings = PrefillSettings(tokens_per_second=4000.0, ttft=1.0, startup_delay=120.0, window=60.0)
     decay = [(0, 8), (200, 2)]
@@ -94,6 +111,15 @@ def test_backlog_is_counted_in_tokens_not_messages() -> None:
     assert (d.value, d.target) == (15500.0, 9000.0)
     assert replicas(d) == 2
     assert "backlog 3 messages / 31000 tokens drained within 2s" in d.reason
+
+
+def test_a_young_history_has_a_trend_from_its_two_halves() -> None:
+    # One minute of history, 2 prompts/s then 4/s from t=30: the halves' slope (2 per 30 s) over the 120 s
+    # start-up gives 12 prompts/s, where waiting for two full windows would read 3/s (the minute's average) and
+    # order capacity two minutes late.
+    f = forecast(history([(0, 2), (30, 4)], 60), 120.0, 60.0, BURST_MEMORY, tokens=False)
+    assert (f.now, f.trend, f.peak) == (3.0, 12.0, 4.0)
+    assert decide_prefill("m", history([(0, 2), (30, 4)], 60), PREFILL).value == 12000.0 * 1.125
 
 
 def test_an_idle_queue_is_inactive_and_a_new_source_answers_from_what_it_has() -> None:
@@ -137,6 +163,19 @@ def test_decode_grows_its_batch_with_the_prefill_arrivals() -> None:
     assert d.value == pytest.approx(40 * 11 / 8 * 2.5)
 
 
+def test_a_growing_batch_steps_slower_so_its_sequences_stay_longer() -> None:
+    # The batch of 80 on one replica grows 11 / 8 fold, to 110 (within 200 seats); with steps of 20 ms + 0.1 ms a
+    # sequence, each step takes 31 ms instead of 28, and every sequence stays that much longer (Little's law).
+    prefill = Coupling(history([(0, 2), (270, 8)], 300), None)
+    settings = DecodeSettings(seats=200.0, step=lambda batch: 0.020 + 0.0001 * batch)
+    d = decide_decode("m", ["d0"], loads((80, 0, 0.1)), settings, prefill)
+    assert d.value == pytest.approx(80 * 11 / 8 * 0.031 / 0.028)
+    assert "x 1.107 for its slower steps" in d.reason
+    # Beyond the seats the replicas are more, not the batch of each: the step is taken at the seats at most.
+    d = decide_decode("m", ["d0"], loads((160, 0, 0.1)), settings, prefill)
+    assert d.value == pytest.approx(160 * 11 / 8 * 0.040 / 0.036)
+
+
 def test_a_burst_under_way_is_in_the_batch_already() -> None:
     # 2 prompts/s, 20/s from t=200; at t=215 the last quarter-window is all burst (20/s), the last minute
     # averages 6.5/s and its trend 15.5/s: the burst's 20/s is the forecast and also what filled the batch, so
@@ -146,6 +185,11 @@ def test_a_burst_under_way_is_in_the_batch_already() -> None:
     assert (f.now, f.trend, f.peak, f.recent) == (6.5, 15.5, 20.0, 20.0)
     d = decide_decode("m", ["d0", "d1", "d2"], loads((100, 0, 0.2), (100, 0, 0.2), (0, 0, 0.0)), DECODE, prefill)
     assert d.value == 200.0
+    # Just after it (t=250) the batch still drains the burst's sequences: it was filled at the window's 11/s, not
+    # at the last quarter-window's 2/s, and grows to the trend's 29/s.
+    prefill = Coupling(history([(0, 2), (200, 20), (230, 2)], 250), None)
+    d = decide_decode("m", ["d0"], loads((60, 0, 0.1)), DECODE, prefill)
+    assert d.value == pytest.approx(60 * 29 / 11)
     # Once it is over, the batch of 20 at 2/s is provisioned for the next one like it: 20 x 20 / 2.
     prefill = Coupling(history([(0, 2), (200, 20), (230, 2)], 300), None)
     d = decide_decode("m", ["d0"], loads((20, 0, 0.02)), DECODE, prefill)

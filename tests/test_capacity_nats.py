@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import grpc
+import nats
 from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
 
+from scaler.connections import Connections
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.server import Server
 from scaler.sources.backlog import MAX_READS
 from scaler.sources.history import MAX_PAYLOAD, prompt_tokens
-from tests.conftest import CONSUMER, STREAM, eventually, prefill_ref
+from tests.conftest import CONSUMER, STREAM, eventually, make_queue, prefill_ref
 from tests.servers import NatsServer
 from tests.test_status import by_name, status_json
 
@@ -44,9 +48,9 @@ def test_prompt_tokens_are_counted_without_decoding_the_payload() -> None:
     assert prompt_tokens(b" " * (MAX_PAYLOAD + 1), "prompt_token_ids") is None
 
 
-async def value(stub: Stub, ref: pb.ScaledObjectRef) -> float:
-    response = await stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref, metricName=METRIC))
-    assert [v.metricName for v in response.metricValues] == [METRIC]
+async def value(stub: Stub, ref: pb.ScaledObjectRef, metric: str = METRIC) -> float:
+    response = await stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref, metricName=metric))
+    assert [v.metricName for v in response.metricValues] == [metric]
     return response.metricValues[0].metricValueFloat
 
 
@@ -152,3 +156,65 @@ async def test_a_backlog_longer_than_one_refresh_reads_counts_the_rest_at_the_me
         assert await value(Stub(channel), ref) == backlog / 4
         reason = by_name(await status_json(scaler))["prefill"]["reason"]
         assert f"(44 of {len(sizes)} messages not read yet, at the mean of the {MAX_READS} read)" in reason
+
+
+async def test_messages_it_may_not_read_leave_the_backlog_at_the_estimate_and_the_reason_says_why(
+    tmp_path: Path, make_scaler: Callable[..., Awaitable[Server]]
+) -> None:
+    # A least-privilege user for the scaler that was not granted the get-message API.
+    config = tmp_path / "nats.conf"
+    config.write_text(
+        "authorization { users = [\n"
+        "  {user: admin, password: admin}\n"
+        '  {user: scaler, password: scaler, permissions: {publish: {deny: ["$JS.API.STREAM.MSG.GET.>"]}}}\n'
+        "] }\n"
+    )
+    server = NatsServer(tmp_path, "-c", str(config))
+    server.start()
+    try:
+        admin = await nats.connect(server.url, user="admin", password="admin")
+        js = admin.jetstream()
+        await make_queue(js)
+        for i, tokens in enumerate([200, 30_000, 800]):
+            await js.publish(f"{STREAM}.queue", remote_prefill(i, tokens))
+        await admin.close()
+        profile = {"servers": [server.url], "user": "scaler", "password": "scaler"}
+        scaler = await make_scaler(connections=Connections.model_validate({"nats": {"queue": profile}}))
+        meta = {"role": "prefill", "natsConnection": "queue", "policy": "capacity", "startupDelay": "2s", "ttft": "2s"}
+        ref = pb.ScaledObjectRef(name="prefill", namespace="dynamo", scalerMetadata=meta)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{scaler.grpc_port}") as channel:
+            stub = Stub(channel)
+
+            async def estimated() -> None:
+                # Queued before the scaler started and unreadable: 3 at meanPromptTokens (1,000), drained in 4 s.
+                assert await value(stub, ref) == 3 * 1000 / 4
+
+            await eventually(estimated)
+            reason = by_name(await status_json(scaler))["prefill"]["reason"]
+            assert (
+                "backlog 3 messages / 3000 tokens (counted as the newest arrivals seen, at meanPromptTokens beyond "
+                "them: reading its messages failed: no answer within 0.5s (the NATS user needs to publish to "
+                f"$JS.API.STREAM.MSG.GET.{STREAM}); next try in 30s)"
+            ) in reason
+    finally:
+        server.stop()
+
+
+async def test_on_a_limits_stream_messages_acked_out_of_order_count_at_the_delivered_ones_mean(
+    js: JetStreamContext, nats_server: NatsServer, make_scaler: Callable[..., Awaitable[Server]]
+) -> None:
+    # Limits retention keeps acknowledged messages, and consumer info does not tell which of the delivered ones are.
+    await js.add_stream(name="kept", subjects=["kept.*"])
+    await js.add_consumer("kept", ConsumerConfig(durable_name="workers", ack_policy=AckPolicy.EXPLICIT))
+    for i, tokens in enumerate([300, 3000, 600, 5000]):
+        await js.publish("kept.queue", remote_prefill(i, tokens))
+    worker = await js.pull_subscribe_bind("workers", "kept")
+    taken = await worker.fetch(3)
+    await taken[1].ack()  # 3,000 done; 300 and 600 still delivered, the floor stays at 0
+    scaler = await make_scaler()
+    ref = prefill_ref(nats_server, policy="capacity", stream="kept", consumer="workers", startupDelay="2s", ttft="2s")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{scaler.grpc_port}") as channel:
+        # Two of the three delivered at their mean, (300 + 3,000 + 600) / 3, and the pending 5,000.
+        assert await value(Stub(channel), ref, "prefill-tokens-kept-workers") == (3900 / 3 * 2 + 5000) / 4
+        reason = by_name(await status_json(scaler))["prefill"]["reason"]
+        assert "backlog 3 messages / 7600 tokens (1 of 3 delivered were acknowledged out of order)" in reason

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from scaler.cli import main
-from scaler.deployment import load_deployment, load_profile
+from scaler.deployment import load_deployment, load_profile, override, parse_startup
 from scaler.engine import Engine, Ref
 from scaler.errors import InvalidTrigger, SourceUnavailable
 from scaler.metrics import Metrics
@@ -100,7 +100,12 @@ def test_pd_scaler_is_the_capacity_policy_with_knobs_from_the_deployment() -> No
         "prefillScaledObject": "sim-prefill",
         "seats": str(profile.max_batch_within(0.05, 2048)),
         "startupDelay": "120s",
+        "profile": "ack-dynamo-guide",  # its step times, as the README's decode ScaledObject gives them
     }
+    # Start-ups drawn from 90..300 s: capacity is sure to serve only 300 s after it is ordered.
+    drawn = override(deployment, parse_startup("90s..300s"), None)
+    metadata = pd_scaler_metadata(parse_policy("pd-scaler"), Settings(), deployment=drawn)
+    assert metadata[PREFILL]["startupDelay"] == metadata[DECODE]["startupDelay"] == "300s"
 
 
 async def engine_over(cluster: Cluster) -> tuple[Engine, SimSources, SimClock]:

@@ -6,12 +6,16 @@
    queued), the fewest replicas, up to maxReplicaCount, with which every request that starts its prefill in the
    window waited at most its budget, and every one still queued at the window's end has not yet waited longer.
    The budget is what the SLO allowance leaves for queueing: the TTFT slack less one decode tick (a sequence
-   joins at a step boundary) and one step at the ITL objective (the first token of a loaded batch). Decode: B* =
-   the largest batch (up to max_num_seqs) whose step meets the ITL objective at the trace's mean context
-   (prompt + half the output); a request holds a slot and at most prompt + output tokens of KV from its arrival
-   until its last token, output·step(B*) after its KV arrives; the window needs ceil(peak slots / B*)
-   replicas, and enough for the peak KV, up to maxReplicaCount. A request whose KV would come later than the
-   request timeout (prefill capped) is dropped whatever decode does: it is left out.
+   joins at a step boundary) and one step at the ITL objective (the first token of a loaded batch). Where even
+   maxReplicaCount misses a budget, the window gets the cap: every request's prefill runs anyway (a dropped
+   request's too), so a replica held back would only push that work onto the requests behind.
+   Decode, from each request's prefill start and KV arrival under that prefill plan (capped, so a request may
+   wait long): B* = the largest batch (up to max_num_seqs) whose step meets the ITL objective at the trace's mean
+   context (prompt + half the output); a request runs from its KV's arrival until its last token, output·step(B*)
+   later, and holds a sequence slot and at most prompt + output tokens of KV from its prefill start until then.
+   The window needs enough replicas for its peak running sequences at B* each, its peak slots at max_num_seqs
+   each and its peak KV, up to maxReplicaCount. A request whose KV would come later than the request timeout
+   (prefill capped) is dropped whatever decode does: it is left out.
 2. Replicas, not windows: the k-th replica of a role is needed while a window needs at least k. It is created
    the longest start-up delay before it is needed (so it is ready whatever the draw), and kept through a gap in
    its need no longer than that delay (starting it again would bill as much). Replicas needed before the first
@@ -48,8 +52,8 @@ class Schedule:
     plan: Plan
 
 
-def schedule(ctx: Context, decode_factor: float = 1.0) -> Schedule:
-    """The schedule for the run's requests; `decode_factor` scales each window's decode need (rounded up)."""
+def schedule(ctx: Context) -> Schedule:
+    """The schedule for the run's requests."""
     settings, deployment = ctx.settings, ctx.deployment
     need = plan(
         ctx.requests,
@@ -61,8 +65,6 @@ def schedule(ctx: Context, decode_factor: float = 1.0) -> Schedule:
         (settings.prefill.max_replicas, settings.decode.max_replicas),
         ctx.config.request_timeout,
     )
-    if decode_factor != 1.0:
-        need = Plan(need.window_s, need.prefill, tuple(max(1, math.ceil(n * decode_factor)) for n in need.decode))
     return order(need, deployment.startup.high)
 
 
@@ -131,8 +133,10 @@ def plan(
     windows = math.floor(requests[-1].arrival / window_s) + 1
     prefill_s = [profile.prefill_seconds(r.prompt) for r in requests]
     transfer_s = [profile.kv_transfer_seconds(r.prompt) for r in requests]
-    prefill, joins = _prefill(requests, prefill_s, transfer_s, ttft_slack - tick - itl, window_s, windows, caps[0])
-    decode = _decode(requests, profile, joins, itl, window_s, windows, caps[1], timeout)
+    prefill, begins, joins = _prefill(
+        requests, prefill_s, transfer_s, ttft_slack - tick - itl, window_s, windows, caps[0]
+    )
+    decode = _decode(requests, profile, begins, joins, itl, window_s, windows, caps[1], timeout)
     return Plan(window_s, prefill, decode)
 
 
@@ -144,8 +148,9 @@ def _prefill(
     window_s: float,
     windows: int,
     cap: int,
-) -> tuple[tuple[int, ...], list[float]]:
-    counts, joins = [], [0.0] * len(requests)
+) -> tuple[tuple[int, ...], list[float], list[float]]:
+    """Replicas per window, and each request's prefill start and KV arrival under that plan."""
+    counts, begins, joins = [], [0.0] * len(requests), [0.0] * len(requests)
     free: list[float] = []  # busy-until of the replicas kept from the window before
     waiting: list[int] = []  # requests still queued when the window before ended
     arrived = 0
@@ -169,18 +174,20 @@ def _prefill(
                     ok = ok and end - r.arrival <= budget
                     continue
                 heapq.heapreplace(servers, begin + prefill_s[k])
+                begins[k] = begin
                 joins[k] = begin + prefill_s[k] + transfer_s[k]
                 ok = ok and begin - r.arrival <= budget
             if ok:
                 break
         counts.append(n)
         free, waiting = servers, left
-    return tuple(counts), joins
+    return tuple(counts), begins, joins
 
 
 def _decode(
     requests: Sequence[Request],
     profile: Profile,
+    begins: Sequence[float],
     joins: Sequence[float],
     itl: float,
     window_s: float,
@@ -191,27 +198,40 @@ def _decode(
     context = sum(r.prompt + r.output / 2 for r in requests) / len(requests)
     batch = profile.max_batch_within(itl, context)
     step = profile.decode_step_seconds(batch, batch * context)
-    # (time, Δslots, ΔKV): a request holds a slot and its KV from arrival (the decode engine admits it before
-    # asking for its prefill) until its last token, output·step(B*) after its KV arrives.
-    events: list[tuple[float, int, int]] = []
-    for r, join in zip(requests, joins, strict=True):
+    # (time, Δrunning, Δseats, ΔKV). A request runs from its KV's arrival until its last token, output·step(B*)
+    # later: at most B* running per replica keeps the ITL objective. It holds a sequence slot (max_num_seqs per
+    # replica) and at most prompt + output tokens of KV from its admission until then; admission may be as late
+    # as its prefill start in the plan without delaying it (the engine admits first come first served, so every
+    # request admitted before it started its prefill before it too), and no later.
+    events: list[tuple[float, int, int, int]] = []
+    for r, begin, join in zip(requests, begins, joins, strict=True):
         if join - r.arrival > timeout:
             continue
-        kv = r.prompt + r.output
-        events += [(r.arrival, 1, kv), (join + r.output * step, -1, -kv)]
+        kv, end = r.prompt + r.output, join + r.output * step
+        events += [(begin, 0, 1, kv), (join, 1, 0, 0), (end, -1, -1, -kv)]
     events.sort()
-    peak_seats, peak_kv = [0] * windows, [0] * windows
-    seats = kv = current = 0
-    for t, d_seats, d_kv in events:
+    peak_running, peak_seats, peak_kv = [0] * windows, [0] * windows, [0] * windows
+    running = seats = kv = current = 0
+    for t, d_running, d_seats, d_kv in events:
         w = min(windows - 1, int(t // window_s))
         while current < w:  # a window starts with what is still running from before
             current += 1
-            peak_seats[current], peak_kv[current] = seats, kv
+            peak_running[current], peak_seats[current], peak_kv[current] = running, seats, kv
+        running += d_running
         seats += d_seats
         kv += d_kv
+        peak_running[w] = max(peak_running[w], running)
         peak_seats[w] = max(peak_seats[w], seats)
         peak_kv[w] = max(peak_kv[w], kv)
     return tuple(
-        min(cap, max(1, math.ceil(peak_seats[w] / batch), math.ceil(peak_kv[w] / profile.kv_capacity)))
+        min(
+            cap,
+            max(
+                1,
+                math.ceil(peak_running[w] / batch),
+                math.ceil(peak_seats[w] / profile.max_num_seqs),
+                math.ceil(peak_kv[w] / profile.kv_capacity),
+            ),
+        )
         for w in range(windows)
     )

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from scaler.deployment import DECODE_CONTEXT, Deployment, prefill_tokens_per_second
+from scaler.deployment import DECODE_CONTEXT, Deployment, bundled_deployments, prefill_tokens_per_second, replica
 from scaler.engine import Engine, Ref
 from scaler.errors import ScalerError
 from scaler.metrics import Metrics
@@ -168,9 +168,6 @@ class PolicyKind:
     check: Callable[[Policy], None] = lambda policy: None  # ValueError naming the problem
     knob: str = ""  # what `sweep` varies
     sweep: Callable[[Settings], Sequence[str]] = lambda settings: ()  # the policies of its frontier
-    # When set, the policy is each of these in turn, and the run that meets the SLO for the most requests (then
-    # with the fewest GPU-hours) is its result: a search only an oracle, knowing the future, can make.
-    candidates: Callable[[Policy], Sequence[Policy]] | None = None
 
 
 REGISTRY: dict[str, PolicyKind] = {}
@@ -270,17 +267,25 @@ def _positive_number(policy: Policy, key: str, value: str) -> float:
 def capacity_metadata(deployment: Deployment, settings: Settings) -> dict[str, dict[str, str]]:
     """The capacity triggers' knobs as a user would set them for this deployment: one replica's prefill throughput
     (a full chunk, from its profile), its decode seats within the ITL SLO, the TTFT SLO and the start-up delay
-    (the middle of a drawn range)."""
+    (the slow end of a drawn range: capacity is sure to serve only that long after it is ordered), and the decode
+    replica's profile where the deployment is a bundled one."""
     p = deployment.profile
-    startup = f"{(deployment.startup.low + deployment.startup.high) / 2:g}s"
+    startup = f"{deployment.startup.high:g}s"
     return {
         PREFILL: {
             "prefillTokensPerSecond": f"{prefill_tokens_per_second(p):.0f}",
             "ttft": f"{settings.ttft_slack:g}s",
             "startupDelay": startup,
         },
-        DECODE: {"seats": str(p.max_batch_within(settings.itl, DECODE_CONTEXT)), "startupDelay": startup},
+        DECODE: {"seats": str(p.max_batch_within(settings.itl, DECODE_CONTEXT)), "startupDelay": startup}
+        # The replica's profile by name, as the README's ScaledObject gives it, where the deployment is a bundled one
+        # (its step times slow the batch's growth); a deployment file has no name a trigger may give.
+        | ({"profile": deployment.name} if _bundled_replica(deployment) else {}),
     }
+
+
+def _bundled_replica(deployment: Deployment) -> bool:
+    return deployment.name in bundled_deployments() and replica(deployment.name).spec == deployment.profile.spec
 
 
 def pd_scaler_metadata(
@@ -694,32 +699,12 @@ register(
 )
 
 
-def _check_oracle(policy: Policy) -> None:
-    _check_plain(policy)
-    for key, value in policy.options:
-        if key != "decode" or not 0 < _positive_number(policy, key, value) <= 1:
-            raise ValueError(f"policy {policy.name!r}: the oracle takes +decode=F, 0 < F <= 1")
-
-
-def _oracle_candidates(policy: Policy) -> list[Policy]:
-    """The plan as sized, and with decode cut: when prefill is the bottleneck (a cap binds), decode replicas
-    sized for requests that miss anyway buy nothing."""
-    if policy.options:
-        return [policy]
-    return [policy] + [Policy(f"oracle+decode={f}", "oracle", "", (("decode", f),)) for f in ORACLE_DECODE_CUTS]
-
-
-ORACLE_DECODE_CUTS = ("0.75", "0.5", "0.25")
-
 register(
     PolicyKind(
         "oracle",
         "oracle",
-        lambda policy, ctx: OracleController(
-            ctx.cluster, oracle.schedule(ctx, float(dict(policy.options).get("decode", 1.0)))
-        ),
-        _check_oracle,
-        candidates=_oracle_candidates,
+        lambda policy, ctx: OracleController(ctx.cluster, oracle.schedule(ctx)),
+        _check_plain,
     )
 )
 

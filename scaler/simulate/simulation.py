@@ -14,7 +14,6 @@ from scaler.deployment import Deployment
 from scaler.simulate.cluster import DECODE, PREFILL, Cluster, Record
 from scaler.simulate.exporters import Scraper
 from scaler.simulate.policies import Context, Controller, Policy, Settings, kind_of
-from scaler.simulate.slo import Slo, met
 from scaler.simulate.sources import SimClock
 from scaler.simulate.trace import Request
 
@@ -96,28 +95,6 @@ async def simulate(
     settings: Settings,
     config: Config = Config(),
     progress: Progress | None = None,
-) -> Run:
-    candidates = kind_of(policy).candidates
-    if candidates is None:
-        return await _simulate(requests, deployment, policy, settings, config, progress)
-    slo, best, score = Slo(settings.ttft_slack, settings.itl), None, (0, 0.0)
-    for candidate in candidates(policy):
-        run = await _simulate(requests, deployment, candidate, settings, config, progress)
-        candidate_score = (met(run.records, run.start, deployment.profile, slo), -sum(run.gpu_seconds.values()))
-        if best is None or candidate_score > score:
-            best, score = run, candidate_score
-    assert best is not None
-    best.policy = policy.name
-    return best
-
-
-async def _simulate(
-    requests: Sequence[Request],
-    deployment: Deployment,
-    policy: Policy,
-    settings: Settings,
-    config: Config,
-    progress: Progress | None,
 ) -> Run:
     cluster = Cluster(
         requests,

@@ -30,10 +30,3 @@ def feasible(r: Record, profile: Profile, slo: Slo) -> bool:
     if r.prompt + r.output > profile.kv_capacity:
         return False
     return r.output <= 1 or profile.decode_step_seconds(1, r.prompt + r.output / 2) <= slo.itl
-
-
-def met(records: list[Record], start: float, profile: Profile, slo: Slo) -> int:
-    """How many of the measured requests (arrived at `start` or later, feasible) met the SLO."""
-    return sum(
-        1 for r in records if r.arrival >= start and feasible(r, profile, slo) and r.finish == r.finish and slo.met(r)
-    )

@@ -16,7 +16,6 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
 from nats.js.errors import NotFoundError
 
@@ -33,6 +32,10 @@ log = logging.getLogger("pd_scaler.sources")
 
 CONNECT_TIMEOUT = 1  # loopback or in-cluster connects take milliseconds
 REQUEST_TIMEOUT = 2.0  # one consumer-info round trip takes ~0.5 ms; a stalled server must not hold a loop
+# Reading the backlog's messages: one get takes ~0.5 ms, and a denied one is never answered (the server tells only
+# the connection), so it waits out the timeout; after a failure the reads pause, the lag does not wait on them.
+GET_TIMEOUT = 0.5
+READ_RETRY = 30.0
 _STREAM_NOT_FOUND = 10059  # JetStream API error codes (nats-server errors.json)
 
 
@@ -167,6 +170,7 @@ class JetStreamLagSource(LagSource[ConsumerLag]):
         self.queue = QueueHistory(history_span, mean_prompt_tokens)
         self.backlog = BacklogReader(tokens_field, mean_prompt_tokens)
         self.reads_backlog = False  # only the capacity policy needs the backlog's tokens: the lag needs no reads
+        self._read_failed: tuple[float, str] | None = None  # when reading the messages last failed, and why
         self._arrivals: list[Subscription] = []
 
     def open(self) -> None:
@@ -195,21 +199,26 @@ class JetStreamLagSource(LagSource[ConsumerLag]):
             )
         except bounded.BadAnswer as exc:
             raise SourceUnavailable(f"{self.name}: {exc}") from None
-        backlog = await self._backlog_tokens(js, info, lag) if self.reads_backlog else None
+        backlog = await self._backlog_tokens(nc, info, lag) if self.reads_backlog else None
         if backlog is None:
             self.queue.record(self.clock(), lag.total)
         elif isinstance(backlog, BacklogTokens):
             self.queue.record(self.clock(), lag.total, backlog.tokens, backlog.note)
         else:  # estimated from the newest arrivals seen, as the note says
-            self.queue.record(self.clock(), lag.total, note=f"estimated from the newest arrivals seen: {backlog}")
+            note = f"counted as the newest arrivals seen, at meanPromptTokens beyond them: {backlog}"
+            self.queue.record(self.clock(), lag.total, note=note)
         return lag
 
-    async def _backlog_tokens(self, js: JetStreamContext, info: ConsumerInfo, lag: ConsumerLag) -> BacklogTokens | str:
+    async def _backlog_tokens(self, nc: NatsClient, info: ConsumerInfo, lag: ConsumerLag) -> BacklogTokens | str:
         """The backlog's prompt tokens read from its messages, or why they could not be."""
         filters = [f for f in [info.config.filter_subject, *(info.config.filter_subjects or [])] if f]
         if len(filters) > 1:
             return "the consumer has several filter subjects"
         subject = filters[0] if filters else ">"
+        now = self.clock()
+        if self._read_failed is not None and now - self._read_failed[0] < READ_RETRY:
+            return self._read_failed[1]
+        js = nc.jetstream(timeout=GET_TIMEOUT)
 
         async def get(seq: int) -> tuple[int, bytes] | None:
             try:
@@ -218,14 +227,21 @@ class JetStreamLagSource(LagSource[ConsumerLag]):
                 return None  # no message stored at or after `seq`
             return msg.seq or seq, msg.data or b""
 
-        floor = info.ack_floor.stream_seq if info.ack_floor else 0
-        delivered = info.delivered.stream_seq if info.delivered else 0
         try:
-            return await self.backlog.count(floor, delivered, lag.ack_pending, lag.pending, get)
+            floor = bounded.count(info.ack_floor.stream_seq if info.ack_floor else 0, "consumer info ack_floor")
+            delivered = bounded.count(info.delivered.stream_seq if info.delivered else 0, "consumer info delivered")
+            counted = await self.backlog.count(floor, delivered, lag.ack_pending, lag.pending, get)
         except Unread as exc:
             return str(exc)
         except Exception as exc:
-            return f"reading the messages failed: {_describe(exc)}"
+            why = (
+                f"reading its messages failed: {_describe(exc, GET_TIMEOUT)} (the NATS user needs to publish to "
+                f"$JS.API.STREAM.MSG.GET.{self.stream}); next try in {READ_RETRY:g}s"
+            )
+            self._read_failed = (now, why)
+            return why
+        self._read_failed = None
+        return counted
 
     def lag(self, stream: str, consumer: str, max_age: float) -> ConsumerLag:
         """The same reader as JszSource's; this source measures only its own stream and consumer."""
@@ -254,10 +270,10 @@ class JetStreamLagSource(LagSource[ConsumerLag]):
         await self.conns.release(self.conn)
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, timeout: float = REQUEST_TIMEOUT) -> str:
     text = str(exc).strip()
     if isinstance(exc, asyncio.TimeoutError | nats.errors.TimeoutError):
-        return f"no answer within {REQUEST_TIMEOUT:g}s"
+        return f"no answer within {timeout:g}s"
     if isinstance(exc, nats.errors.Error) and text.startswith("nats: "):
         return bounded.short(text)  # nats-py's own errors already say what happened
     return bounded.describe(exc)
