@@ -20,7 +20,8 @@ from scaler.metrics import Metrics
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.server import Server
-from scaler.sources.bounded import DEFAULT_MAX_BODY_BYTES
+from scaler.sources.bounded import DEFAULT_MAX_BODY_BYTES, BadAnswer
+from scaler.sources.pods import parse
 from scaler.sources.prometheus import PrometheusSource
 from tests.conftest import CONSUMER, STREAM, metrics_request, rpc_error
 from tests.hostile import HostileServer, fake_nats, hostile, huge, jsz, raw
@@ -215,3 +216,36 @@ async def test_a_consumer_info_number_no_nats_server_sends_is_a_source_error_nam
         grpc.StatusCode.UNAVAILABLE,
         f"{name}: no sample yet; last error: {name}: {detail}",
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "detail"),
+    [
+        ('"-3"', "is out of range (0 to 2^53): -3.0"),
+        (f'"{2**53 * 4}"', f"is out of range (0 to 2^53): {float(2**53 * 4)!r}"),
+        ('"+Inf"', "is not a finite number: inf"),
+        ('"NaN"', "is not a finite number: nan"),
+        ('"seven"', "has no number: [1700000000, 'seven']"),
+    ],
+    ids=["negative", "over-2^53", "Inf", "NaN", "string"],
+)
+async def test_a_prometheus_value_no_engine_exports_is_a_source_error_naming_the_series(value: str, detail: str):
+    series = '{"metric": {"__name__": "vllm:num_requests_waiting", "pod": "vllm-0"}, "value": [1700000000, VALUE]}'
+    answer = '{"status": "success", "data": {"resultType": "vector", "result": [SERIES]}}'
+    body = answer.replace("SERIES", series.replace("VALUE", value))
+    async with hostile({"/api/v1/query": raw(body)}) as server:
+        message = await prometheus_error(server, PrometheusProfile(url=server.url))
+    name = "prometheus monitoring query=up"
+    assert message == (
+        f'{name}: no sample yet; last error: {name}: value of vllm:num_requests_waiting{{pod="vllm-0"}} {detail}'
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "detail"), [("-1", "is out of range (0 to 2^53): -1.0"), ("+Inf", "is not a finite number: inf")]
+)
+def test_a_scraped_value_no_engine_exports_fails_its_pod_naming_the_series(value: str, detail: str):
+    page = f'vllm:num_requests_waiting{{model_name="qwen"}} 3\nvllm:num_requests_running{{model_name="qwen"}} {value}\n'
+    with pytest.raises(BadAnswer) as refused:
+        parse(page, frozenset({"vllm:num_requests_waiting", "vllm:num_requests_running"}), "vllm-0", "dynamo")
+    assert str(refused.value) == f'value of vllm:num_requests_running{{model_name="qwen"}} {detail}'

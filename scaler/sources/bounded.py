@@ -119,6 +119,22 @@ def count(value: Any, field: str) -> int:
     return int(value)
 
 
+def measurement(value: float, field: str) -> float:
+    """A value a source measured — requests, tokens, a fill, bytes of memory: never negative — finite and from 0
+    to 2^53, else BadAnswer naming `field`. It is summed into KEDA's metric value, so a wrong one is no answer."""
+    if not math.isfinite(value):
+        raise BadAnswer(f"{field} is not a finite number: {value!r}")
+    if not 0 <= value <= MAX_COUNT:
+        raise BadAnswer(f"{field} is out of range (0 to 2^53): {short(repr(value), 40)}")
+    return value
+
+
+def series_name(name: str, labels: Mapping[str, str]) -> str:
+    """`name{label="value",…}` as Prometheus writes it, shortened for a message."""
+    inner = ",".join(f'{k}="{v}"' for k, v in labels.items() if k != "__name__")
+    return short(f"{name}{{{inner}}}" if inner or not name else name, 120)
+
+
 _USERINFO = re.compile(r"(?<=//)[^/\s@]*@")
 
 

@@ -61,7 +61,13 @@ def parse(text: str, names: frozenset[str], pod: str, namespace: str) -> list[Se
     except ValueError as exc:
         raise bounded.BadAnswer(f"not Prometheus text: {str(exc)[:120]}") from None
     where = {"pod": pod, "namespace": namespace}
-    return [Series({**s.labels, "__name__": s.name, **where}, float(s.value)) for s in samples if s.value == s.value]
+    return [
+        Series(
+            {**s.labels, "__name__": s.name, **where},
+            bounded.measurement(float(s.value), "value of " + bounded.series_name(s.name, s.labels)),
+        )
+        for s in samples
+    ]
 
 
 class PodScrapeSource(Source[PodScrape]):

@@ -4,7 +4,6 @@ have no series."""
 
 from __future__ import annotations
 
-import math
 import ssl
 import time
 from typing import Any
@@ -62,7 +61,10 @@ class PrometheusSource(Source[tuple[Series, ...]]):
             error = body.get("error") if isinstance(body, dict) else None
             detail = bounded.short(error) if isinstance(error, str) else "unexpected answer"
             raise SourceUnavailable(f"{self.name}: HTTP {status}: {detail}")
-        return _vector(body)
+        try:
+            return _vector(body)
+        except bounded.BadAnswer as exc:
+            raise SourceUnavailable(f"{self.name}: {exc}") from None
 
     async def close(self) -> None:
         if self._session is not None:
@@ -76,7 +78,11 @@ def _vector(body: dict[str, Any]) -> tuple[Series, ...]:
         return ()
     out = []
     for item in data.get("result") or []:
-        value = float(item["value"][1])
-        if math.isfinite(value):  # a NaN sample is no measurement
-            out.append(Series(labels=item.get("metric", {}), value=value))
+        labels = item.get("metric", {})
+        field = "value of " + bounded.series_name(labels.get("__name__", ""), labels)
+        try:
+            value = float(item["value"][1])
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise bounded.BadAnswer(f"{field} has no number: {bounded.short(repr(item.get('value')), 40)}") from None
+        out.append(Series(labels=labels, value=bounded.measurement(value, field)))
     return tuple(out)
