@@ -148,7 +148,8 @@ class Engine:
     async def decide(self, ref: Ref) -> Decision:
         ev = self.evaluator(ref)
         for source in ev.sources:
-            await source.settled(self.first_sample_wait)
+            if not source.is_settled:  # the usual case costs no coroutine on the request path
+                await source.settled(self.first_sample_wait)
         return self._decide(ref, ev)
 
     async def activations(self, ref: Ref) -> AsyncIterator[bool]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,8 +19,9 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from scaler.render import Shared
 
@@ -60,6 +63,56 @@ class _SourceCollector(Collector):
         yield from (age, up, count)
 
 
+class _CallCollector(Collector):
+    """gRPC calls by method and code, and unary calls' time to answer. Every call of KEDA's goes through here,
+    so it is tallied in plain numbers (no lock, no child lookup: two list updates) and turned into
+    pd_scaler_grpc_requests_total and the pd_scaler_grpc_request_duration_seconds histogram when scraped.
+    Methods and codes are gRPC's and ours: a bounded set of keys."""
+
+    def __init__(self) -> None:
+        # (method, code) -> [sum of seconds, count per latency bucket..., count over the last bound]
+        self._unary: dict[tuple[str, str], list[float]] = {}
+        self._streams: dict[tuple[str, str], int] = {}
+
+    def observe(self, method: str, code: str, seconds: float) -> None:
+        row = self._unary.get((method, code))
+        if row is None:
+            row = self._unary[(method, code)] = [0.0] * (len(_LATENCY_BUCKETS) + 2)
+        row[0] += seconds
+        row[bisect.bisect_left(_LATENCY_BUCKETS, seconds) + 1] += 1  # le: a time equal to a bound is in its bucket
+
+    def count_stream(self, method: str, code: str) -> None:
+        self._streams[(method, code)] = self._streams.get((method, code), 0) + 1
+
+    def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
+        # Runs in the scrape's worker thread: each copy below is one step under the GIL, and a histogram's count
+        # is the sum of its own buckets' copy, so the two always agree.
+        unary = [(key, row.copy()) for key, row in list(self._unary.items())]
+        requests = CounterMetricFamily(
+            "pd_scaler_grpc_requests", "gRPC calls answered, by method and status code.", labels=["method", "code"]
+        )
+        for (method, code), row in unary:
+            requests.add_metric([method, code], sum(row[1:]))
+        for (method, code), n in list(self._streams.items()):
+            requests.add_metric([method, code], n)
+        latency = HistogramMetricFamily(
+            "pd_scaler_grpc_request_duration_seconds",
+            "Time to answer a gRPC call (unary calls; streams are timed when they end).",
+            labels=["method"],
+        )
+        per_method: dict[str, list[float]] = {}
+        for (method, _), row in unary:
+            total = per_method.setdefault(method, [0.0] * len(row))
+            for i, x in enumerate(row):
+                total[i] += x
+        bounds = [*(floatToGoString(b) for b in _LATENCY_BUCKETS), "+Inf"]  # type: ignore[no-untyped-call]
+        for method, row in sorted(per_method.items()):
+            cumulative = list(itertools.accumulate(row[1:]))
+            latency.add_metric([method], list(zip(bounds, cumulative, strict=True)), sum_value=row[0])
+        yield requests
+        yield latency
+
+
 @dataclass(frozen=True)
 class ScaledObjectGauges:
     """One ScaledObject's gauges, looked up once rather than on every answer."""
@@ -78,19 +131,8 @@ class Metrics:
         ProcessCollector(registry=r)
         GCCollector(registry=r)
         PlatformCollector(registry=r)
-        self.grpc_requests = Counter(
-            "pd_scaler_grpc_requests",
-            "gRPC calls answered, by method and status code.",
-            ["method", "code"],
-            registry=r,
-        )
-        self.grpc_latency = Histogram(
-            "pd_scaler_grpc_request_duration_seconds",
-            "Time to answer a gRPC call (streams: to open).",
-            ["method"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
+        self._calls = _CallCollector()
+        r.register(self._calls)
         self.grpc_stream_duration = Histogram(
             "pd_scaler_grpc_stream_duration_seconds",
             "How long a stream (StreamIsActive, StreamMetricSpec) stayed open, observed when it ends.",
@@ -126,7 +168,6 @@ class Metrics:
             "pd_scaler_nats_reconnects", "Reconnections of a NATS connection.", ["connection"], registry=r
         )
         self._scaledobjects: dict[tuple[str, str, str], ScaledObjectGauges] = {}
-        self._calls: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self._sources = _SourceCollector()
         r.register(self._sources)
         self._page: Shared[bytes] = Shared()
@@ -141,18 +182,11 @@ class Metrics:
 
     def observe_call(self, method: str, code: str, seconds: float) -> None:
         """Count one answered call and its time to answer."""
-        children = self._calls.get((method, code))
-        if children is None:
-            children = self._calls[(method, code)] = (
-                self.grpc_requests.labels(method, code),
-                self.grpc_latency.labels(method),
-            )
-        children[0].inc()
-        children[1].observe(seconds)
+        self._calls.observe(method, code, seconds)
 
     def observe_stream(self, method: str, code: str, seconds: float) -> None:
         """Count one ended stream and how long it was open."""
-        self.grpc_requests.labels(method, code).inc()
+        self._calls.count_stream(method, code)
         self.grpc_stream_duration.labels(method).observe(seconds)
 
     def scaledobject(self, namespace: str, name: str, role: str, reads_pods: bool = False) -> ScaledObjectGauges:

@@ -6,6 +6,7 @@ Every ScalerError becomes its gRPC status here, in one place; calls are counted 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -49,6 +50,30 @@ def _ref(request: pb.ScaledObjectRef) -> Ref:
     return Ref(namespace=request.namespace, name=request.name, metadata=metadata)
 
 
+class _Refs:
+    """The Ref of each request already seen, by its bytes: KEDA asks about the same few ScaledObjects again and
+    again, and serializing a request costs a tenth of copying and checking its map. Bounded in entries and in
+    the size of a request it keeps; emptied when full (a caller who invents requests only loses the shortcut)."""
+
+    def __init__(self, limit: int, max_request_bytes: int = 2048) -> None:
+        self.limit, self.max_request_bytes = limit, max_request_bytes
+        self._refs: dict[bytes, Ref] = {}
+
+    def __call__(self, request: pb.ScaledObjectRef) -> Ref:
+        key = request.SerializeToString()
+        ref = self._refs.get(key)
+        if ref is None:
+            ref = _ref(request)  # raises before anything is kept
+            if len(key) <= self.max_request_bytes:
+                if len(self._refs) >= self.limit:
+                    self._refs.clear()
+                self._refs[key] = ref
+        return ref
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+
 def _int64(value: float) -> int:
     """The deprecated int64 fields, for KEDA < 2.17: rounded half up (2.5 → 3), not to even, within int64."""
     if math.isnan(value):
@@ -67,20 +92,24 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
     def __init__(self, engine: Engine, metrics: Metrics) -> None:
         self.engine = engine
         self.metrics = metrics
+        self._ref = _Refs(engine.max_scaledobjects)
 
     async def _answer(
         self, method: str, handler: Callable[[Req], Awaitable[Resp]], request: Req, context: Context
     ) -> Resp:
         started = time.perf_counter()
-        code = grpc.StatusCode.OK
         try:
-            return await handler(request)
+            response = await handler(request)
+        except asyncio.CancelledError:  # the caller went away
+            self.metrics.observe_call(method, "CANCELLED", time.perf_counter() - started)
+            raise
         except Exception as exc:
             code, message = _status(exc)
+            self.metrics.observe_call(method, code.name, time.perf_counter() - started)
             await context.abort(code, message)
             raise  # unreachable: abort raises
-        finally:
-            self.metrics.observe_call(method, code.name, time.perf_counter() - started)
+        self.metrics.observe_call(method, "OK", time.perf_counter() - started)
+        return response
 
     async def GetMetricSpec(self, request: pb.ScaledObjectRef, context: Context) -> pb.GetMetricSpecResponse:
         return await self._answer("GetMetricSpec", self._metric_spec, request, context)
@@ -92,20 +121,19 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         return await self._answer("IsActive", self._is_active, request, context)
 
     async def _metric_spec(self, request: pb.ScaledObjectRef) -> pb.GetMetricSpecResponse:
-        return _spec_response(*self.engine.metric_spec(_ref(request)))
+        return _spec_response(*self.engine.metric_spec(self._ref(request)))
 
     async def _metrics(self, request: pb.GetMetricsRequest) -> pb.GetMetricsResponse:
-        d = await self.engine.decide(_ref(request.scaledObjectRef))
-        value = pb.MetricValue(metricName=d.metric_name, metricValueFloat=d.value, metricValue=_int64(d.value))
-        return pb.GetMetricsResponse(metricValues=[value])
+        d = await self.engine.decide(self._ref(request.scaledObjectRef))
+        return _metrics_response(d.metric_name, d.value)
 
     async def _is_active(self, request: pb.ScaledObjectRef) -> pb.IsActiveResponse:
-        return pb.IsActiveResponse(result=(await self.engine.decide(_ref(request))).active)
+        return _ACTIVE[(await self.engine.decide(self._ref(request))).active]
 
     # grpc.aio tells a stream handler by its being an async generator function, hence the re-yields.
     async def StreamIsActive(self, request: pb.ScaledObjectRef, context: Context) -> AsyncIterator[pb.IsActiveResponse]:
         def answers(ref: Ref) -> AsyncIterator[pb.IsActiveResponse]:
-            return (pb.IsActiveResponse(result=True) async for _ in self.engine.activations(ref))
+            return (_ACTIVE[True] async for _ in self.engine.activations(ref))
 
         async for answer in self._stream("StreamIsActive", request, answers, context):
             yield answer
@@ -130,7 +158,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
-            async for answer in answers(_ref(request)):
+            async for answer in answers(self._ref(request)):
                 yield answer
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
@@ -142,6 +170,18 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
             self.metrics.observe_stream(method, code.name, time.perf_counter() - started)
 
 
+# Responses are immutable once built (grpc only serializes them): the same answer is built once, not per call.
+_ACTIVE = {active: pb.IsActiveResponse(result=active) for active in (False, True)}
+_RESPONSES = 4096  # distinct (metric, value) answers kept
+
+
+@functools.lru_cache(maxsize=_RESPONSES)
+def _metrics_response(name: str, value: float) -> pb.GetMetricsResponse:
+    metric = pb.MetricValue(metricName=name, metricValueFloat=value, metricValue=_int64(value))
+    return pb.GetMetricsResponse(metricValues=[metric])
+
+
+@functools.lru_cache(maxsize=_RESPONSES)
 def _spec_response(name: str, target: float) -> pb.GetMetricSpecResponse:
     # int64 fields for KEDA < 2.17, which ignores the float ones.
     spec = pb.MetricSpec(metricName=name, targetSizeFloat=target, targetSize=_int64(target))

@@ -83,6 +83,7 @@ class ScaledObjectStatus:
     last_error: Answer | None = None
     history: Ring = field(default_factory=Ring)
     recent: deque[Answer] = field(default_factory=lambda: deque(maxlen=RECENT_DECISIONS))
+    decision: Decision | None = field(default=None, repr=False)  # the one `last` records, while it does
 
     @property
     def active(self) -> bool:
@@ -121,6 +122,10 @@ class StatusBoard:
 
     def decided(self, namespace: str, name: str, role: str, policy: str, decision: Decision, at: float) -> None:
         entry = self._entry(namespace, name)
+        last = entry.last
+        if decision is entry.decision and last is not None and entry.history.slot(at) == entry.history.slot(last.at):
+            return  # the same decision (same samples) answered again within a slot: already on record
+        entry.decision = decision
         if entry.metric_name != decision.metric_name:  # another trigger: its history is not this one's
             entry.history, entry.recent = Ring(), deque(maxlen=RECENT_DECISIONS)
             entry.metric_name = decision.metric_name
@@ -132,6 +137,7 @@ class StatusBoard:
         """Record an error answer."""
         entry = self._entry(namespace, name)
         answer = Answer(at, error_code=error.code.name, error=error.message)
+        entry.decision = None
         if entry.metric_name:
             entry.history.add(at, math.nan, math.nan)
         entry.last_error = answer

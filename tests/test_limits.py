@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import grpc
 import pytest
 
-from scaler.errors import MAX_MESSAGE_BYTES
+from scaler.errors import MAX_MESSAGE_BYTES, InvalidTrigger
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.server import MAX_REQUEST_BYTES, Server
-from scaler.service import _int64
+from scaler.service import _int64, _Refs
 from scaler.triggers import MAX_KEYS
 from tests.servers import NatsServer
 from tests.test_triggers import PREFILL_KEYS
@@ -202,3 +202,25 @@ async def test_streams_check_the_request_too(server: Server, method: str):
         grpc.StatusCode.INVALID_ARGUMENT,
         "the trigger metadata has 65 keys; at most 64 are accepted",
     )
+
+
+def test_requests_already_seen_are_remembered_by_their_bytes_within_bounds() -> None:
+    refs = _Refs(limit=2, max_request_bytes=200)
+
+    def ref(name: str, **metadata: str) -> pb.ScaledObjectRef:
+        return pb.ScaledObjectRef(name=name, namespace="dynamo", scalerMetadata={"role": "prefill", **metadata})
+
+    first = refs(ref("a"))
+    assert refs(ref("a")) is first
+    assert len(refs) == 1
+    assert refs(ref("a", policy="lag")) is not first  # other metadata: another trigger
+    for _ in range(2):  # refused every time, never kept
+        with pytest.raises(InvalidTrigger, match="254 characters long"):
+            refs(ref("n" * 254))
+    assert len(refs) == 2
+    big = refs(ref("b", seriesSelector="x" * 300))  # answered, but too big to keep
+    assert big.metadata["seriesSelector"] == "x" * 300
+    assert len(refs) == 2
+    refs(ref("c"))  # past the limit it starts over
+    assert len(refs) == 1
+    assert refs(ref("a")) is not first

@@ -19,7 +19,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
+from scaler.metrics import Metrics
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from tests.conftest import make_queue, metrics_request, rpc_error
@@ -271,3 +274,31 @@ def test_make_run_defaults_are_the_documented_ports() -> None:
 
 
 _ = asyncio  # the async tests above run on pytest-asyncio's loop
+
+
+def test_calls_are_counted_by_method_and_code_and_unary_ones_timed_in_their_buckets() -> None:
+    metrics = Metrics()
+    for seconds in (0.00005, 0.0001, 0.0003, 3.0):  # 0.1 ms is a bound: it counts in its own bucket
+        metrics.observe_call("GetMetrics", "OK", seconds)
+    metrics.observe_call("GetMetrics", "UNAVAILABLE", 0.002)
+    metrics.observe_stream("StreamIsActive", "CANCELLED", 600.0)
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(generate_latest(metrics.registry).decode())
+        for s in family.samples
+        if s.name.startswith("pd_scaler_grpc_request")
+    }
+    requests = {k[1]: v for k, v in samples.items() if k[0] == "pd_scaler_grpc_requests_total"}
+    assert requests == {
+        (("code", "OK"), ("method", "GetMetrics")): 4,
+        (("code", "UNAVAILABLE"), ("method", "GetMetrics")): 1,
+        (("code", "CANCELLED"), ("method", "StreamIsActive")): 1,
+    }
+    buckets = {
+        dict(k[1])["le"]: v for k, v in samples.items() if k[0] == "pd_scaler_grpc_request_duration_seconds_bucket"
+    }
+    assert [buckets[le] for le in ("0.0001", "0.00025", "0.0005", "0.0025", "2.5", "+Inf")] == [2, 2, 3, 4, 4, 5]
+    method = (("method", "GetMetrics"),)
+    assert samples[("pd_scaler_grpc_request_duration_seconds_count", method)] == 5
+    assert samples[("pd_scaler_grpc_request_duration_seconds_sum", method)] == pytest.approx(3.00245)
+    assert not [k for k in samples if "StreamIsActive" in str(k) and "duration" in k[0]]  # streams: only counted

@@ -246,6 +246,26 @@ def test_history_is_a_fixed_ring_and_the_board_a_bounded_set():
     assert len(board.get("ns", "so-5").recent) == RECENT_DECISIONS  # type: ignore[union-attr]
 
 
+def test_the_same_decision_answered_again_within_a_slot_is_recorded_once_and_a_new_one_replaces_it():
+    # KEDA asks several times per sample: the board keeps one point per slot, the latest decision in it.
+    board = StatusBoard()
+    first, second = Decision("m", 1.0, 2.0, True, "first"), Decision("m", 3.0, 2.0, True, "second")
+    for at in (0.0, 5.0, 10.0):
+        board.decided("ns", "so", "prefill", "capacity", first, at)
+    entry = board.get("ns", "so")
+    assert entry is not None
+    assert entry.last is not None
+    assert (entry.last.at, entry.last.reason, len(entry.recent)) == (0.0, "first", 1)
+    board.decided("ns", "so", "prefill", "capacity", second, 12.0)
+    assert (entry.last.at, entry.last.reason, len(entry.recent)) == (12.0, "second", 1)
+    assert entry.history.points() == [(12.0, 3.0, 2.0)]
+    board.decided("ns", "so", "prefill", "capacity", second, 31.0)  # the next slot: a point of its own
+    assert [p[0] for p in entry.history.points()] == [12.0, 31.0]
+    board.failed("ns", "so", InvalidTrigger("bad"), 32.0)
+    board.decided("ns", "so", "prefill", "capacity", second, 33.0)  # after an error, the answer is news again
+    assert (entry.last.at, entry.last.error) == (33.0, "")
+
+
 # -- in a real browser ------------------------------------------------------------------------------------------------
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

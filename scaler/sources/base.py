@@ -137,10 +137,15 @@ class Source(abc.ABC, Generic[T]):
         """Returns after the next fetch (or the source's stop)."""
         await self._updated.wait()
 
+    @property
+    def is_settled(self) -> bool:
+        """Whether the first fetch has ended (with a sample or an error)."""
+        return self._settled.is_set()
+
     async def settled(self, timeout: float) -> None:
         """Wait (bounded) for the first fetch of a new source, so a first call need not fail."""
         if self._settled.is_set():
-            return  # the usual case: no task, no timer on the request path
+            return  # no task, no timer
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._settled.wait(), timeout)
 
