@@ -4,6 +4,7 @@ straight from the pods' /metrics (`scrape: pods`), through KEDA's gRPC calls."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,8 +25,9 @@ from scaler.simulate.trace import Request
 from tests import kubeapi
 from tests.conftest import STREAM, eventually, prefill_ref
 from tests.exporters import ENGINE_PODS, NAMESPACE, EngineCluster, engine_cluster
-from tests.servers import NatsServer, PrometheusServer
+from tests.servers import NatsServer, PrometheusServer, wait_http
 from tests.test_prefill import scrape
+from tests.test_server import Process
 from tests.test_simulate_policies import PROFILE, decide, engine_over
 
 VLLM_PREFILL, VLLM_DECODE = "app=vllm,role=prefill", "app=vllm,role=decode"
@@ -426,32 +428,45 @@ async def test_an_itl_without_a_profile_to_derive_seats_from_is_invalid_argument
     assert (error.details() or "").startswith("key 'itl' needs key 'profile' (the decode replica's bundled ")
 
 
-async def test_two_scalers_on_the_same_nats_and_prometheus_agree_on_coupled_roles(
-    scaler: tuple[Server, pb_grpc.ExternalScalerStub],
+async def test_two_scaler_processes_on_the_same_nats_and_prometheus_agree_on_coupled_roles(
     kube: tuple[kubeapi.KubeAPI, Path],
-    make_scaler: Callable[..., Awaitable[Server]],
     prometheus: PrometheusServer,
     nats_server: NatsServer,
     js: JetStreamContext,
+    tmp_path: Path,
 ):
-    other = await make_scaler(kubeconfig=kube[1], kube_refresh_interval=0.1)
-    prefill = prefill_ref(nats_server, policy="capacity", window="5s", startupDelay="1s", burstMemory="1s")
-    decode = ref({"role": "decode", "prometheusAddress": prometheus.url, "podSelector": VLLM_DECODE,
-                  "seats": "100", "prefillScaledObject": prefill.name})  # fmt: skip
-    prefill = pb.ScaledObjectRef(name=prefill.name, namespace=NAMESPACE, scalerMetadata=prefill.scalerMetadata)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{other.grpc_port}") as channel:
-        stubs = (scaler[1], pb_grpc.ExternalScalerStub(channel))
-        for stub in stubs:
-            assert await value(stub, prefill) == 0.0
-        for i in range(40):
-            await js.publish(f"{STREAM}.queue", b'{"prompt_token_ids": [%s]}' % b", ".join([b"7"] * (100 + i)))
+    # Two replicas of the scaler behind KEDA's round-robin: separate processes, connections and histories.
+    flags = ("--kubeconfig", str(kube[1]), "--kube-refresh-interval", "100ms", "--refresh-interval", "200ms")
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    replicas = [Process(tmp_path / name, *flags) for name in ("a", "b")]
+    try:
+        for replica in replicas:
+            wait_http(f"http://127.0.0.1:{replica.http_port}/readyz")
+        prefill = prefill_ref(nats_server, policy="capacity", window="5s", startupDelay="1s", burstMemory="1s")
+        decode = ref({"role": "decode", "prometheusAddress": prometheus.url, "podSelector": VLLM_DECODE,
+                      "seats": "100", "prefillScaledObject": prefill.name})  # fmt: skip
+        prefill = pb.ScaledObjectRef(name=prefill.name, namespace=NAMESPACE, scalerMetadata=prefill.scalerMetadata)
+        async with contextlib.AsyncExitStack() as stack:
+            channels = [
+                await stack.enter_async_context(grpc.aio.insecure_channel(f"127.0.0.1:{r.grpc_port}")) for r in replicas
+            ]
+            stubs = [pb_grpc.ExternalScalerStub(channel) for channel in channels]
+            for stub in stubs:
+                assert await value(stub, prefill) == 0.0
+            for i in range(40):
+                await js.publish(f"{STREAM}.queue", b'{"prompt_token_ids": [%s]}' % b", ".join([b"7"] * (100 + i)))
 
-        async def agree() -> None:
-            answers = [(await value(stub, prefill), await value(stub, decode)) for stub in stubs]
-            # 40 prompts of 100..139 tokens (4,780) waiting, to drain within 2 s; decode holds 170 sequences.
-            assert answers == [(2390.0, 170.0), (2390.0, 170.0)]
+            async def agree() -> None:
+                answers = [(await value(stub, prefill), await value(stub, decode)) for stub in stubs]
+                # 40 prompts of 100..139 tokens (4,780) waiting, to drain within 2 s; decode holds 170 sequences.
+                assert answers == [(2390.0, 170.0), (2390.0, 170.0)]
 
-        await eventually(agree, timeout=15.0)
+            await eventually(agree, timeout=20.0)
+    finally:
+        for replica in replicas:
+            replica.proc.kill()
+            replica.proc.wait()
 
 
 async def test_decode_per_prefill_auto_holds_the_decode_the_prompt_output_mix_needs(
