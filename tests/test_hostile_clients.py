@@ -22,13 +22,28 @@ from tests.test_tls import Pki
 HEADER_TIMEOUT = 1.0
 
 
-async def _slow_client(port: int, deadline: float) -> float | None:
+class Flood:
+    """Counts the clients that have connected (or been refused); `on` is set when all of them have."""
+
+    def __init__(self, clients: int) -> None:
+        self.left = clients
+        self.on = asyncio.Event()
+
+    def opened(self) -> None:
+        self.left -= 1
+        if self.left == 0:
+            self.on.set()
+
+
+async def _slow_client(port: int, deadline: float, flood: Flood) -> float | None:
     """Connect and send headers a line at a time without ever ending them; the seconds until the server hung up
     (None: it did not before `deadline`)."""
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError:
+        flood.opened()
         return 0.0  # refused outright
+    flood.opened()
     connected = time.monotonic()
     try:
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: pd-scaler\r\n")
@@ -50,8 +65,9 @@ async def test_slow_header_connections_are_closed_and_the_probes_and_grpc_keep_a
     wait_http(f"http://127.0.0.1:{p.http_port}/readyz")
     try:
         deadline = time.monotonic() + 10
-        attack = asyncio.gather(*(_slow_client(p.http_port, deadline) for _ in range(1100)))
-        await asyncio.sleep(0.5)  # the flood is on
+        flood = Flood(1100)
+        attack = asyncio.gather(*(_slow_client(p.http_port, deadline, flood) for _ in range(1100)))
+        await asyncio.wait_for(flood.on.wait(), 10)  # every connection is open (or refused)
 
         started = time.monotonic()
         assert await asyncio.to_thread(p.http, "/healthz") == (200, "ok\n")

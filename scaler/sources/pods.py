@@ -137,7 +137,8 @@ class PodScrapeSource(Source[PodScrape]):
                 status, body = await bounded.get(self._session, url, max_bytes=self.max_bytes, headers=_ACCEPT)
                 if status != 200:
                     return f"HTTP {status}"
-                return parse(body.decode("utf-8", errors="replace"), names, pod, namespace)
+                # A page may be megabytes (up to the byte cap): parsed off the loop, which keeps answering KEDA.
+                return await asyncio.to_thread(parse, body.decode("utf-8", errors="replace"), names, pod, namespace)
             except bounded.BadAnswer as exc:
                 return str(exc)
 
