@@ -231,12 +231,13 @@ class Engine:
     def _prefill(self, spec: PrefillTrigger) -> Evaluator:
         source = self.sources.lag_source(spec)
         if not spec.capacity:
-            return Evaluator(
-                spec,
-                (source,),
-                lambda: decide_prefill(spec, source.lag(spec.stream, spec.consumer, spec.max_staleness)),
-                policy="lag",
-            )
+            memo = _Memo()
+
+            def decide_lag() -> Decision:
+                lag = source.lag(spec.stream, spec.consumer, spec.max_staleness)
+                return memo((lag,), lambda: decide_prefill(spec, lag))
+
+            return Evaluator(spec, (source,), decide_lag, policy="lag")
         settings = capacity.PrefillSettings(
             spec.replica_tokens_per_second, spec.ttft, spec.startup_delay, spec.window, spec.burst_memory
         )
