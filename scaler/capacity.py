@@ -13,6 +13,12 @@ demand and the target is what one replica sustains within the SLO:
   within `minDecodePerPrefill`..`maxDecodePerPrefill` replicas per prefill replica, the lower one given or
   derived from the prompt/output mix (`decodePerPrefill: auto`).
 
+With `refineCapacity`, one prefill replica's capacity is measured where the queue shows it: the prompt tokens the
+role took off the queue per second and per ready replica, over a stretch of at least a window during which requests
+waited undelivered at every sample (no worker had room, so that rate is what the replicas sustain) and the ready
+replicas stayed the same. The newest such stretch in the history sets the target; without one, the configured
+figure does and the reason says why.
+
 Rates come from a source's sample history, never from state kept between calls, so two scaler replicas reading
 the same sources reach the same answer. Scale-down is held by the burst term: the prefill forecast is at least
 the busiest quarter-window of the last ten minutes (bursts shorter than a start-up delay can only be met by capacity
@@ -21,12 +27,13 @@ already there, and they recur), so replicas go only once that long a stretch fit
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from scaler.errors import SourceUnavailable
-from scaler.observations import Decision, DecodeLoad, PrefillHistory, QueueSample
+from scaler.observations import Decision, DecodeLoad, PrefillHistory, QueueSample, ReplicaHistory
 
 # Prefill provisions for the busiest half-window seen this long ago (at least a start-up delay): a burst shorter
 # than the start-up delay is over before capacity ordered for it arrives, so only capacity kept since the last
@@ -189,21 +196,131 @@ def prefill_demand(history: PrefillHistory, settings: PrefillSettings) -> Prefil
     )
 
 
+@dataclass(frozen=True)
+class Replicas:
+    """The prefill role's ready replicas over time (`refineCapacity`), or why they are not known."""
+
+    history: ReplicaHistory | None
+    unavailable: str = ""  # why there is no history (then it is None)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Prompt tokens per second one ready replica took off the queue while requests waited."""
+
+    tokens_per_second: float
+    span: float  # seconds measured over
+    replicas: int
+    ago: float  # seconds from the end of the stretch measured to the newest sample
+
+
+def _ready_at(history: ReplicaHistory, t: float, i: int) -> tuple[int | None, int]:
+    """The ready replicas at `t` (None: not observed, or changing) and the index of the span to start the next,
+    later, look-up from. After the newest span the count is taken to hold: its source is read within its
+    staleness bound."""
+    spans = history.spans
+    while i < len(spans) and spans[i].until < t:
+        i += 1
+    if i == len(spans):
+        return (spans[-1].ready if spans else None), i
+    return (spans[i].ready if spans[i].since <= t else None), i
+
+
+def measure(history: PrefillHistory, replicas: ReplicaHistory, window: float) -> Measured | str:
+    """One ready replica's delivery rate over the last `window` seconds of the newest stretch in which requests
+    waited undelivered at every sample and the same replicas were ready throughout; or why there is none.
+
+    No clamp against the configured figure: a rate measured while requests wait is what the replicas delivered.
+    One lowered by a limit outside them (decode back-pressure, a stalled worker) asks for more replicas, but so
+    does the growing backlog with any target, and `maxReplicaCount` bounds both; one above the profile is real
+    (prefix-cache hits, a faster GPU) and is measured again, lower, as soon as the queue backs up."""
+    samples = history.samples
+    runs: list[tuple[int, int, int | None]] = []  # (first, last index, ready) of each stretch with requests waiting
+    j = 0
+    for i, s in enumerate(samples):
+        ready, j = _ready_at(replicas, s.t, j)
+        if s.waiting <= 0:
+            continue
+        if runs and runs[-1][1] == i - 1 and runs[-1][2] == ready:
+            runs[-1] = (runs[-1][0], i, ready)
+        else:
+            runs.append((i, i, ready))
+    now = samples[-1].t
+    for first, last, ready in reversed(runs):
+        end = samples[last]
+        if not ready or end.t - samples[first].t < window:
+            continue
+        start = _at(samples[first : last + 1], end.t - window)
+        span = end.t - start.t
+        delivered = (end.arrived_tokens - end.backlog_tokens) - (start.arrived_tokens - start.backlog_tokens)
+        if delivered <= 0:
+            return f"nothing was delivered over {span:g}s with requests waiting and {ready} ready replicas"
+        return Measured(delivered / span / ready, span, ready, now - end.t)
+    return _unmeasured(samples, runs, window)
+
+
+def _unmeasured(samples: Sequence[QueueSample], runs: list[tuple[int, int, int | None]], window: float) -> str:
+    """Why no stretch qualified: no request waited, none waited long enough, or the replicas were not steady."""
+    seen = f"over the last {samples[-1].t - samples[0].t:g}s"
+    if not runs:
+        return f"no request waited {seen} (the workers kept up: their rate is not their capacity)"
+    # Stretches with requests waiting, whatever the replicas did: the longest says which condition failed.
+    busy: list[tuple[int, int, list[int | None]]] = []
+    for first, last, ready in runs:
+        if busy and busy[-1][1] == first - 1:
+            busy[-1] = (busy[-1][0], last, [*busy[-1][2], ready])
+        else:
+            busy.append((first, last, [ready]))
+    first, last, counts = max(busy, key=lambda b: samples[b[1]].t - samples[b[0]].t)
+    longest = samples[last].t - samples[first].t
+    if longest < window:
+        return f"requests waited for at most {longest:g}s at a time {seen}, under the {window:g}s window"
+    if None in counts:
+        return f"the ready replicas were not observed throughout the {longest:g}s requests waited"
+    if len(set(counts)) > 1:
+        changes = " -> ".join(str(c) for c in counts)
+        return f"the ready replicas changed ({changes}) within the {longest:g}s requests waited"
+    return f"no replica was ready during the {longest:g}s requests waited"
+
+
 def decide_prefill(
-    metric_name: str, history: PrefillHistory, settings: PrefillSettings, activation: float = 0.0
+    metric_name: str,
+    history: PrefillHistory,
+    settings: PrefillSettings,
+    activation: float = 0.0,
+    replicas: Replicas | None = None,
 ) -> Decision:
+    """The prefill decision; with `replicas` (`refineCapacity`), against the measured capacity where there is one."""
+    configured = settings.tokens_per_second
+    refined, per_replica = "", f"{configured:g}"
+    if replicas is not None:
+        m = (
+            measure(history, replicas.history, settings.window)
+            if replicas.history is not None
+            else f"ready replicas unknown: {replicas.unavailable}"
+        )
+        if isinstance(m, Measured):
+            settings = dataclasses.replace(settings, tokens_per_second=m.tokens_per_second)
+            per_replica = f"{m.tokens_per_second:.0f}"
+            refined = (
+                f"; capacity measured {m.tokens_per_second:.0f} tokens/s per replica over {m.span:g}s busy with "
+                f"{m.replicas} ready replicas, {m.ago:g}s ago; configured {configured:g}"
+            )
+        else:
+            refined = f"; capacity configured {configured:g} tokens/s per replica, not measured: {m}"
     d = prefill_demand(history, settings)
     value = d.value
     active = value > activation
     f = d.tokens
     reason = (
-        f"demand {value:.0f} prompt tokens/s against {settings.tokens_per_second:g} per replica "
+        f"demand {value:.0f} prompt tokens/s against {per_replica} per replica "
         f"(~ {math.ceil(value / settings.tokens_per_second - 1e-9)} replicas): arrivals {f.rate:.0f} tokens/s "
         f"forecast over the {settings.startup_delay:g}s start-up delay (now {f.now:.0f}, trend {f.trend:.0f}, "
         f"peak {f.peak:.0f} over {f.span:g}s of history) x {d.headroom:.3f} TTFT head-room + backlog "
         f"{d.backlog} messages / {d.backlog_tokens:.0f} tokens"
         + (f" ({history.last.backlog_note})" if history.last.backlog_note else "")
         + f" drained within {settings.startup_delay + settings.ttft:g}s"
+        + refined
     )
     return Decision(metric_name, value, settings.tokens_per_second, active, reason)
 

@@ -23,7 +23,7 @@ import grpc
 from scaler import capacity, deployment, signals
 from scaler.admission import Admission
 from scaler.errors import ScalerError
-from scaler.kube import RolePods, check_bound
+from scaler.kube import RolePods, RolePodsSource, check_bound
 from scaler.logs import Once
 from scaler.metrics import Metrics
 from scaler.observations import Decision, DecodeLoad, PrefillHistory, RoleSignal
@@ -74,7 +74,7 @@ class SourceProvider(Protocol):
 
     def prometheus_source(self, spec: TriggerSpec, query: str) -> Source[tuple[signals.Series, ...]]: ...
 
-    def role_source(self, namespace: str, scaledobject: str, spec: TriggerSpec) -> Source[RolePods]: ...
+    def role_source(self, namespace: str, scaledobject: str, spec: TriggerSpec) -> RolePodsSource: ...
 
     def scrape_source(self, role: Source[RolePods], spec: TriggerSpec) -> PodScrapeSource: ...
 
@@ -212,7 +212,7 @@ class Engine:
             self.admission.check_sources(spec)
             with pool.adding():  # its sources start once it is whole, if they fit under the cap
                 if isinstance(spec, PrefillTrigger) and spec.metric == "queue-lag":
-                    ev = self._prefill(spec)
+                    ev = self._prefill(ref, spec)
                 elif isinstance(spec, DecodeTrigger) and spec.capacity:
                     ev = self._decode_capacity(ref, spec)
                 else:
@@ -228,7 +228,7 @@ class Engine:
                 del self._by_object[old_key[:2]]
         return ev
 
-    def _prefill(self, spec: PrefillTrigger) -> Evaluator:
+    def _prefill(self, ref: Ref, spec: PrefillTrigger) -> Evaluator:
         source = self.sources.lag_source(spec)
         if not spec.capacity:
             memo = _Memo()
@@ -241,18 +241,48 @@ class Engine:
         settings = capacity.PrefillSettings(
             spec.replica_tokens_per_second, spec.ttft, spec.startup_delay, spec.window, spec.burst_memory
         )
-        # ScaledObjects on one queue with the same settings share one decision per sample: the policy runs once per
-        # refresh of the source, not once per call or per ScaledObject.
-        key = (source, spec.metric_name, settings)
 
         def history() -> PrefillHistory:
             return source.history(spec.stream, spec.consumer, spec.max_staleness)
+
+        if spec.refine_capacity:
+            return self._refined_prefill(ref, spec, source, settings, history)
+        # ScaledObjects on one queue with the same settings share one decision per sample: the policy runs once per
+        # refresh of the source, not once per call or per ScaledObject.
+        key = (source, spec.metric_name, settings)
 
         def decide() -> Decision:
             h = history()
             return self._prefill_decisions.get(key, h, lambda: capacity.decide_prefill(spec.metric_name, h, settings))
 
         return Evaluator(spec, (source,), decide, "capacity (prompt tokens/s)", history)
+
+    def _refined_prefill(
+        self,
+        ref: Ref,
+        spec: PrefillTrigger,
+        source: LagSource[Any],
+        settings: capacity.PrefillSettings,
+        history: Callable[[], PrefillHistory],
+    ) -> Evaluator:
+        """The capacity prefill decision against one replica's capacity measured from its ready replicas (found as
+        decode's pods are). Without them the configured capacity is used, and the reason says why."""
+        role = self.sources.role_source(ref.namespace, ref.name, spec)
+        role_max_age = max(spec.max_staleness, 3 * role.interval)
+        memo = _Memo()
+
+        def decide() -> Decision:
+            h = history()
+            try:
+                replicas = capacity.Replicas(role.ready_history(role_max_age))
+            except ScalerError as exc:
+                replicas = capacity.Replicas(None, exc.message)
+            return memo(
+                (h, replicas.history, replicas.unavailable),
+                lambda: capacity.decide_prefill(spec.metric_name, h, settings, replicas=replicas),
+            )
+
+        return Evaluator(spec, (source, role), decide, "capacity (prompt tokens/s, refineCapacity)", history)
 
     def _signal(self, ref: Ref, spec: TriggerSpec) -> Evaluator:
         """Engine and DCGM signals: series from Prometheus or from the pods, made into one value per pod."""

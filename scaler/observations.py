@@ -53,7 +53,8 @@ class QueueSample:
 
     `arrived_*` are cumulative since the source started (rates are differences between samples); `backlog_*` is
     the messages after the consumer's ack floor and their prompt tokens, `backlog_note` how those were reckoned
-    where they are not exact."""
+    where they are not exact. `waiting` is the part of the backlog not yet delivered to any worker: while some
+    wait, no worker has room for more (the rest of the backlog is being worked on)."""
 
     t: float
     arrived: int
@@ -61,6 +62,7 @@ class QueueSample:
     backlog: int
     backlog_tokens: float
     backlog_note: str = ""
+    waiting: int = 0
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,23 @@ class PrefillHistory:
     @property
     def last(self) -> QueueSample:
         return self.samples[-1]
+
+
+@dataclass(frozen=True)
+class ReadySpan:
+    """`ready` replicas of a role were seen at every observation from `since` to `until` (source clock time)."""
+
+    since: float
+    until: float
+    ready: int
+
+
+@dataclass(frozen=True)
+class ReplicaHistory:
+    """A role's ready replicas over time, oldest first. Between two spans the role was not observed, or its count
+    changed: nothing is known there."""
+
+    spans: tuple[ReadySpan, ...]
 
 
 @dataclass(frozen=True)

@@ -414,6 +414,13 @@ class PrefillTrigger(SignalKeys, TriggerBase):
         + "`) whose measured prefill gives `prefillTokensPerSecond`: full chunks of its "
         "`max_num_batched_tokens`, back to back.",
     )
+    refine_capacity: bool = Field(
+        False,
+        alias="refineCapacity",
+        description="Capacity: `true` measures one replica's prompt tokens per second from the queue while requests "
+        "wait, per ready replica of the role (found as decode's are: ScaledObject, scaling adapter, pods; needs the "
+        "same RBAC), and uses it instead of the configured figure while a measurement exists.",
+    )
     prompt_tokens_field: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_]+$")] = Field(
         "prompt_token_ids",
         alias="promptTokensField",
@@ -434,6 +441,8 @@ class PrefillTrigger(SignalKeys, TriggerBase):
             raise PydanticCustomError(
                 "policy", "policy capacity reads the prefill queue: metric queue-lag (the default) with a NATS source"
             )
+        if self.refine_capacity and not self.capacity:
+            raise _only(["refineCapacity"], "policy capacity (the queue-lag default without KEDA's lag keys)")
         if self.metric != "queue-lag":
             lag_keys = (
                 "stream",

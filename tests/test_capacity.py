@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from scaler.capacity import (
     BURST_MEMORY,
     Coupling,
     DecodeSettings,
+    Measured,
     PrefillSettings,
+    Replicas,
     decide_decode,
     decide_prefill,
     forecast,
+    measure,
+    prefill_demand,
 )
 from scaler.errors import SourceUnavailable
-from scaler.observations import Decision, DecodeLoad, PrefillHistory, QueueSample
-from scaler.sources.history import QueueHistory
+from scaler.observations import Decision, DecodeLoad, PrefillHistory, QueueSample, ReadySpan, ReplicaHistory
+from scaler.sources.history import QueueHistory, ReadyHistory
 
 PREFILL = PrefillSettings(tokens_per_second=8000.0, ttft=1.0, startup_delay=120.0, window=60.0)
 DECODE = DecodeSettings(seats=100.0, startup_delay=120.0, window=60.0)
@@ -275,11 +281,125 @@ def test_the_queue_history_is_bounded_one_sample_a_second_and_backlog_tokens_are
     assert q.backlog_tokens(2) == 30_800.0
     assert q.backlog_tokens(5) == 31_000.0 + 2 * 1000.0
     for t in (0.0, 0.4, 0.9, 1.0, 1.5, 2.2):
-        q.record(t, 1)
+        q.record(t, 1, waiting=1)
     assert [s.t for s in q.snapshot().samples] == [0.0, 1.0, 2.2]  # the newest always current
     snapshot = q.snapshot()
     assert q.snapshot() is snapshot  # the policy's memo holds while nothing new was recorded
     for t in range(3, 40):
-        q.record(float(t), 0)
+        q.record(float(t), 0, waiting=0)
     assert q.snapshot().samples[0].t == 29.0  # one sample at or before now - span, no more
     assert len(q.snapshot().samples) == 11
+
+
+# -- refineCapacity: one replica's capacity measured from the queue while requests wait -------------------------
+
+
+def busy(end: int, idle_at: tuple[int, ...] = (0,), delivered: float = 1800.0) -> PrefillHistory:
+    """One sample a second from 0 to `end`: 3 prompts/s of 1,000 tokens arrive, `delivered` tokens/s are taken off
+    the queue, so the backlog grows by the rest; at the `idle_at` seconds no request waits (ack on receipt: the
+    backlog is all waiting)."""
+    samples = []
+    for t in range(end + 1):
+        backlog_tokens = (3000.0 - delivered) * t
+        waiting = 0 if t in idle_at else -int(-backlog_tokens // 1000)
+        samples.append(QueueSample(float(t), 3 * t, 3000.0 * t, waiting, backlog_tokens, waiting=waiting))
+    return PrefillHistory(tuple(samples))
+
+
+def ready(*spans: tuple[float, float, int]) -> Replicas:
+    return Replicas(ReplicaHistory(tuple(ReadySpan(*s) for s in spans)))
+
+
+def test_capacity_is_measured_per_ready_replica_while_requests_wait() -> None:
+    # Requests wait from t=1 to 90 with 2 ready replicas: over the last 60 s (30..90) the queue took
+    # (3000 - 1200) x 90 - (3000 - 1200) x 30 = 108,000 tokens, 1,800 tokens/s, 900 per replica.
+    h = busy(90)
+    d = decide_prefill("m", h, PREFILL, replicas=ready((0.0, 90.0, 2)))
+    assert d.target == 900.0
+    assert d.value == prefill_demand(h, replace(PREFILL, tokens_per_second=900.0)).value  # head-room at 900 too
+    assert d.reason.startswith("demand ")
+    assert " against 900 per replica " in d.reason
+    assert d.reason.endswith(
+        "; capacity measured 900 tokens/s per replica over 60s busy with 2 ready replicas, 0s ago; configured 8000"
+    )
+    assert measure(h, ReplicaHistory((ReadySpan(0.0, 90.0, 2),)), 60.0) == Measured(900.0, 60.0, 2, 0.0)
+
+
+def test_the_newest_busy_stretch_is_kept_while_the_queue_has_drained_since() -> None:
+    # Waiting from 1 to 70, none since: measured over 10..70, 20 s before the newest sample.
+    d = decide_prefill("m", busy(90, idle_at=(0, *range(71, 91))), PREFILL, replicas=ready((0.0, 90.0, 2)))
+    assert d.target == 900.0
+    assert "over 60s busy with 2 ready replicas, 20s ago; configured 8000" in d.reason
+
+
+def test_an_idle_sample_within_the_window_leaves_the_configured_capacity() -> None:
+    # Nothing waits at t=60: the stretches 1..59 and 61..90 are each under the 60 s window.
+    d = decide_prefill("m", busy(90, idle_at=(0, 60)), PREFILL, replicas=ready((0.0, 90.0, 2)))
+    assert d.target == 8000.0
+    assert d.reason.endswith(
+        "; capacity configured 8000 tokens/s per replica, not measured: requests waited for at most 58s at a time "
+        "over the last 90s, under the 60s window"
+    )
+
+
+def test_no_request_waiting_leaves_the_configured_capacity() -> None:
+    d = decide_prefill("m", busy(90, idle_at=tuple(range(91))), PREFILL, replicas=ready((0.0, 90.0, 2)))
+    assert d.target == 8000.0
+    assert d.reason.endswith(
+        "not measured: no request waited over the last 90s (the workers kept up: their rate is not their capacity)"
+    )
+
+
+def test_a_history_shorter_than_the_window_leaves_the_configured_capacity() -> None:
+    d = decide_prefill("m", busy(40), PREFILL, replicas=ready((0.0, 40.0, 2)))
+    assert d.target == 8000.0
+    assert d.reason.endswith(
+        "not measured: requests waited for at most 39s at a time over the last 40s, under the 60s window"
+    )
+
+
+def test_ready_replicas_changing_within_the_window_leave_the_configured_capacity() -> None:
+    d = decide_prefill("m", busy(90), PREFILL, replicas=ready((0.0, 50.0, 2), (51.0, 90.0, 3)))
+    assert d.target == 8000.0
+    assert d.reason.endswith("not measured: the ready replicas changed (2 -> 3) within the 89s requests waited")
+    # Not observed from 51 to 54 (the role's source failed, or the count changed between observations).
+    d = decide_prefill("m", busy(90), PREFILL, replicas=ready((0.0, 50.0, 2), (55.0, 90.0, 2)))
+    assert d.target == 8000.0
+    assert d.reason.endswith("not measured: the ready replicas were not observed throughout the 89s requests waited")
+
+
+def test_a_change_older_than_the_window_leaves_the_stretch_since_measurable() -> None:
+    # 3 ready from t=21: over 30..90 the same 1,800 tokens/s make 600 per replica.
+    d = decide_prefill("m", busy(90), PREFILL, replicas=ready((0.0, 20.0, 2), (21.0, 90.0, 3)))
+    assert d.target == 600.0
+    assert "over 60s busy with 3 ready replicas, 0s ago; configured 8000" in d.reason
+
+
+def test_unknown_replicas_or_nothing_delivered_leave_the_configured_capacity() -> None:
+    down = Replicas(None, "kubernetes scaledobject llm/p: no sample yet")
+    d = decide_prefill("m", busy(90), PREFILL, replicas=down)
+    assert d.target == 8000.0
+    assert d.reason.endswith("not measured: ready replicas unknown: kubernetes scaledobject llm/p: no sample yet")
+    d = decide_prefill("m", busy(90, delivered=0.0), PREFILL, replicas=ready((0.0, 90.0, 2)))
+    assert d.target == 8000.0
+    assert d.reason.endswith("not measured: nothing was delivered over 60s with requests waiting and 2 ready replicas")
+    d = decide_prefill("m", busy(90), PREFILL, replicas=ready((0.0, 90.0, 0)))
+    assert d.reason.endswith("not measured: no replica was ready during the 89s requests waited")
+
+
+def test_without_refine_capacity_the_reason_says_nothing_of_it() -> None:
+    d = decide_prefill("m", busy(90), PREFILL)
+    assert d.target == 8000.0
+    assert "capacity" not in d.reason
+
+
+def test_the_ready_history_keeps_spans_of_equal_counts_and_breaks_them_where_unobserved() -> None:
+    r = ReadyHistory(span=100.0)
+    for t, n in ((0.0, 2), (5.0, 2), (10.0, 3), (15.0, 3)):
+        r.observe(t, n)
+    r.unobserved()
+    r.observe(25.0, 3)
+    assert r.snapshot().spans == (ReadySpan(0.0, 5.0, 2), ReadySpan(10.0, 15.0, 3), ReadySpan(25.0, 25.0, 3))
+    assert r.snapshot() is r.snapshot()
+    r.observe(120.0, 3)
+    assert r.snapshot().spans == (ReadySpan(25.0, 120.0, 3),)  # older than the span: gone

@@ -16,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 from scaler.errors import InvalidTrigger, NotFound, SourceUnavailable
 from scaler.kube import RolePods, RoleSource, check_bound, load_api_client
 from scaler.metrics import Metrics
+from scaler.observations import ReadySpan
 from tests.kubeapi import (
     ADAPTERS,
     RBG_GROUP,
@@ -131,6 +132,7 @@ async def test_adapter_selector_resolves_to_exactly_the_decode_pods(
         selector=selector,
         pods=("dynamo-pd-decoder-0", "dynamo-pd-decoder-1"),
         addresses={"dynamo-pd-decoder-0": "10.0.0.1", "dynamo-pd-decoder-1": "10.0.0.1"},
+        ready=("dynamo-pd-decoder-0", "dynamo-pd-decoder-1"),
     )
     assert check_bound(source.read(max_age=30)).pods == pd.decode_pods
     assert source.name == "kubernetes scaledobject llm/dynamo-pd-decoder"
@@ -146,6 +148,41 @@ async def test_the_prefill_scaledobject_gets_the_prefill_pods(kube: KubeAPI, ope
     source = await open_source(pd.prefill)
     assert source.read(max_age=30).pods == ("dynamo-pd-prefill-0", "dynamo-pd-prefill-1", "dynamo-pd-prefill-2")
     assert source.read(max_age=30).role == "prefill"
+
+
+async def test_the_ready_pods_are_kept_over_time_and_a_failed_listing_breaks_the_record(
+    kube: KubeAPI, api_client: ApiClient
+) -> None:
+    pd = install_dynamo_pd(kube, NS, pods_per_role=3)
+    labels = role_labels("dynamo-pd", "prefill")
+    kube.put(pod("dynamo-pd-prefill-2", NS, labels, phase="Pending"))  # scheduled, not ready: listed, not counted
+    clock = ManualClock()
+    source = RoleSource(api_client, NS, pd.prefill, 5.0, Metrics(), clock)
+    for t in (1000.0, 1005.0):
+        clock.now = t
+        await source.refresh()
+    assert source.read(max_age=30).pods == pd.prefill_pods
+    assert source.read(max_age=30).ready == ("dynamo-pd-prefill-0", "dynamo-pd-prefill-1")
+    kube.put(pod("dynamo-pd-prefill-2", NS, labels))
+    clock.now = 1010.0
+    await source.refresh()
+    kube.forbid("pods", "list")
+    clock.now = 1015.0
+    await source.refresh()
+    kube.clear_faults()
+    clock.now = 1020.0
+    await source.refresh()
+    assert source.ready_history(max_age=30).spans == (
+        ReadySpan(1000.0, 1005.0, 2),
+        ReadySpan(1010.0, 1010.0, 3),
+        ReadySpan(1020.0, 1020.0, 3),  # the same count, but nothing is known of 1010..1020
+    )
+    kube.patch_status(ADAPTER, NS, pd.prefill, phase="NotBound")
+    clock.now = 1025.0
+    await source.refresh()
+    with pytest.raises(SourceUnavailable, match="is NotBound, not Bound"):
+        source.ready_history(max_age=30)
+    await source.stop()
 
 
 async def test_api_version_is_taken_from_scale_target_ref(kube: KubeAPI, open_source: Opener) -> None:
@@ -217,7 +254,9 @@ async def test_pod_selector_lists_only_pods(kube: KubeAPI, open_source: Opener) 
     source = await open_source(None, pod_selector=selector)
 
     rp = source.read(max_age=30)
-    assert rp == RolePods(NS, None, None, None, None, None, None, selector, ("web-0",), {"web-0": "10.0.0.1"})
+    assert rp == RolePods(
+        NS, None, None, None, None, None, None, selector, ("web-0",), {"web-0": "10.0.0.1"}, ("web-0",)
+    )
     assert check_bound(rp) is rp
     assert [(r.resource, r.query) for r in kube.requests] == [("pods", {"labelSelector": selector})]
     assert source.name == "kubernetes pods llm podSelector='app=engine,tier in (decode),!canary'"

@@ -18,7 +18,7 @@ PREFILL_KEYS = (
     "account, activationLagThreshold, activationThreshold, burstMemory, consumer, engine, lagThreshold, "
     "maxStaleness, meanPromptTokens, metric, metricsPath, metricsPort, natsConnection, natsServer, "
     "natsServerMonitoringEndpoint, podSelector, policy, prefillTokensPerSecond, profile, prometheusAddress, "
-    "prometheusConnection, promptTokensField, role, scrape, seriesSelector, startupDelay, stream, "
+    "prometheusConnection, promptTokensField, refineCapacity, role, scrape, seriesSelector, startupDelay, stream, "
     "threshold, ttft, useHttps, window"
 )
 DECODE_KEYS = (
@@ -264,6 +264,15 @@ def test_keda_nats_jetstream_metadata_works_unchanged() -> None:
             "natsServerMonitoringEndpoint only gives message counts",
         ),
         ({**NATS, "policy": "lag"}, "key 'policy': invalid value 'lag': Input should be 'capacity' or 'threshold'"),
+        (
+            {**NATS, "lagThreshold": "5", "refineCapacity": "true"},
+            "key 'refineCapacity' applies only with policy capacity (the queue-lag default without KEDA's lag keys)",
+        ),
+        (
+            {**NATS, "refineCapacity": "sometimes"},
+            "key 'refineCapacity': invalid value 'sometimes': Input should be a valid boolean, unable to interpret "
+            "input",
+        ),
         (
             {**NATS, "startupDelay": "20m"},
             "key 'startupDelay': invalid value '20m': Input should be less than or equal to 600",

@@ -18,7 +18,10 @@ from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi
 from scaler.errors import InvalidTrigger, NotFound, SourceUnavailable
 from scaler.kube.client import REQUEST_TIMEOUT, ApiCall, ApiFailure, Missing, request
 from scaler.metrics import Metrics
+from scaler.observations import ReplicaHistory
 from scaler.sources.base import Clock, Source
+from scaler.sources.history import ReadyHistory
+from scaler.triggers import MAX_HISTORY_S
 
 KEDA_GROUP, KEDA_VERSION, SCALEDOBJECTS = "keda.sh", "v1alpha1", "scaledobjects"
 RBG_GROUP, ADAPTERS = "workloads.x-k8s.io", "rolebasedgroupscalingadapters"
@@ -43,6 +46,7 @@ class RolePods:
     selector: str  # the label selector the pods were listed with ("" while the adapter has none)
     pods: tuple[str, ...]  # names of pods neither finished nor being deleted, sorted
     addresses: Mapping[str, str] = field(default_factory=dict)  # pod → status.podIP, for scraping its /metrics
+    ready: tuple[str, ...] = ()  # those of `pods` whose Ready condition is True
 
     @property
     def bound(self) -> bool:
@@ -69,7 +73,28 @@ def check_bound(rp: RolePods) -> RolePods:
     )
 
 
-class RoleSource(Source[RolePods]):
+class RolePodsSource(Source[RolePods]):
+    """A role's pods, and how many were ready over time (the prefill capacity's replicas, `refineCapacity`): the
+    history lives in the source, as the queue's does, so every reader sees the same one."""
+
+    def __init__(self, name: str, interval: float, metrics: Metrics, clock: Clock = time.monotonic) -> None:
+        super().__init__(name, interval, metrics, clock)
+        self._ready = ReadyHistory(MAX_HISTORY_S)
+
+    async def refresh(self) -> None:
+        await super().refresh()
+        if self._error is None and self._sample is not None:
+            self._ready.observe(self._sampled_at, len(self._sample.ready))
+        else:
+            self._ready.unobserved()
+
+    def ready_history(self, max_age: float) -> ReplicaHistory:
+        """The ready replicas' history, if the role's pods are usable now (at most `max_age` old, and bound)."""
+        check_bound(self.read(max_age))
+        return self._ready.snapshot()
+
+
+class RoleSource(RolePodsSource):
     """The pods of the role a ScaledObject scales, refreshed every interval.
 
     With `pod_selector` (the trigger's podSelector override) only the pods are listed: no ScaledObject or adapter
@@ -112,10 +137,11 @@ class RoleSource(Source[RolePods]):
 
     async def fetch(self) -> RolePods:
         if self.pod_selector is not None:
-            pods = await self._pods(self.pod_selector, override=True)
+            pods, ready = await self._pods(self.pod_selector, override=True)
             return RolePods(
-                self.namespace, self.scaledobject, None, None, None, None, None, self.pod_selector, tuple(pods), pods
-            )
+                self.namespace, self.scaledobject, None, None, None, None, None, self.pod_selector, tuple(pods), pods,
+                ready,
+            )  # fmt: skip
 
         ref = await self._scale_target_ref()
         adapter_name = str(ref["name"])
@@ -123,7 +149,7 @@ class RoleSource(Source[RolePods]):
         spec_ref = _dig(adapter, "spec", "scaleTargetRef")
         phase = _str(_dig(adapter, "status", "phase"))
         selector = _str(_dig(adapter, "status", "selector")) or ""
-        pods = await self._pods(selector) if phase == BOUND and selector else {}
+        pods, ready = await self._pods(selector) if phase == BOUND and selector else ({}, ())
         return RolePods(
             namespace=self.namespace,
             scaledobject=self.scaledobject,
@@ -135,6 +161,7 @@ class RoleSource(Source[RolePods]):
             selector=selector,
             pods=tuple(pods),
             addresses=pods,
+            ready=ready,
         )
 
     async def _scale_target_ref(self) -> dict[str, Any]:
@@ -202,13 +229,14 @@ class RoleSource(Source[RolePods]):
             return adapter if isinstance(adapter, dict) else {}
         raise NotFound(f"{ADAPTER_KIND} {self.namespace}/{name} not found: {_not_served(versions)}")
 
-    async def _pods(self, selector: str, *, override: bool = False) -> dict[str, str]:
-        """Name → pod IP ("" until it has one) of the pods neither finished nor being deleted, sorted by name."""
+    async def _pods(self, selector: str, *, override: bool = False) -> tuple[dict[str, str], tuple[str, ...]]:
+        """Name → pod IP ("" until it has one) of the pods neither finished nor being deleted, sorted by name; and
+        the names of those that are ready."""
         call = ApiCall("list", "pods", self.namespace, label_selector=selector)
         try:
             data = await request(call, self.request_timeout, self._list_pods_json, selector)
         except Missing:  # the namespace is gone: no pods
-            return {}
+            return {}, ()
         except ApiFailure as exc:
             if override and exc.status == 400:  # the server could not parse the user's selector
                 raise InvalidTrigger(
@@ -219,12 +247,14 @@ class RoleSource(Source[RolePods]):
             items = _json(data).get("items") or []
         except ValueError:
             raise SourceUnavailable(f"kubernetes: {call}: the answer is not a JSON PodList") from None
-        live = {
-            str(_dig(pod, "metadata", "name")): _str(_dig(pod, "status", "podIP")) or ""
+        live = [
+            pod
             for pod in items
             if _dig(pod, "status", "phase") not in _FINISHED and not _dig(pod, "metadata", "deletionTimestamp")
-        }
-        return dict(sorted(live.items()))
+        ]
+        addresses = {str(_dig(pod, "metadata", "name")): _str(_dig(pod, "status", "podIP")) or "" for pod in live}
+        ready = (str(_dig(pod, "metadata", "name")) for pod in live if _ready(pod))
+        return dict(sorted(addresses.items())), tuple(sorted(ready))
 
     def _list_pods_json(self, selector: str, **options: Any) -> bytes:
         """The raw PodList (runs in the worker thread: the body is read there too, not on the loop).
@@ -249,6 +279,13 @@ def _not_served(versions: tuple[str, ...]) -> str:
         )
     names = " nor ".join(f"{RBG_GROUP}/{v}" for v in versions)
     return f"neither {names} is served by the API server (is RBG installed?)"
+
+
+def _ready(pod: Any) -> bool:
+    conditions = _dig(pod, "status", "conditions")
+    return isinstance(conditions, list) and any(
+        isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True" for c in conditions
+    )
 
 
 def _json(data: bytes) -> dict[str, Any]:

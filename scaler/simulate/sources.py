@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from scaler import signals
 from scaler.errors import InvalidTrigger
-from scaler.kube import RolePods
+from scaler.kube import RolePods, RolePodsSource
 from scaler.metrics import Metrics
 from scaler.observations import ConsumerLag, PrefillHistory
 from scaler.profile import Profile
@@ -61,7 +61,7 @@ class SimLagSource(LagSource[ConsumerLag]):
             self._seen += 1
         # Workers ack on receipt, so nothing stays delivered-but-unacknowledged.
         lag = ConsumerLag(pending=self.cluster.prefill_lag(), ack_pending=0)
-        self.queue.record(now, lag.total)
+        self.queue.record(now, lag.total, waiting=lag.pending)
         return lag
 
     def lag(self, stream: str, consumer: str, max_age: float) -> ConsumerLag:
@@ -159,7 +159,7 @@ def _series_for(query: str, profile: Profile) -> Callable[[Scraper], tuple[signa
     return {**series, "engine-queue": engine_queue, "prefill-tokens": prefill_tokens}[metric]
 
 
-class SimRoleSource(Source[RolePods]):
+class SimRoleSource(RolePodsSource):
     kind = "kubernetes"
 
     def __init__(
@@ -172,7 +172,8 @@ class SimRoleSource(Source[RolePods]):
 
     async def fetch(self) -> RolePods:
         pool = self.cluster.prefill if self.role == "prefill" else self.cluster.decode
-        pods = tuple(sorted(r.name for r in pool if not r.draining))
+        live = sorted((r for r in pool if not r.draining), key=lambda r: r.name)
+        pods = tuple(r.name for r in live)
         return RolePods(
             namespace=NAMESPACE,
             scaledobject=self.scaledobject,
@@ -183,6 +184,7 @@ class SimRoleSource(Source[RolePods]):
             replicas=len(pods),
             selector=f"rbg.workloads.x-k8s.io/role-name={self.role}",
             pods=pods,
+            ready=tuple(r.name for r in live if r.ready_at <= self.clock()),
         )
 
 

@@ -12,7 +12,7 @@ import re
 from collections import deque
 from functools import lru_cache
 
-from scaler.observations import PrefillHistory, QueueSample
+from scaler.observations import PrefillHistory, QueueSample, ReadySpan, ReplicaHistory
 
 RESOLUTION = 1.0  # seconds between kept samples (the newest one is always current)
 TRACKED_ARRIVALS = 1 << 16  # prompt sizes remembered for the backlog; older backlog counts at the mean
@@ -49,11 +49,12 @@ class QueueHistory:
             seen = self.arrived_tokens - self._after[-known - 1]
         return seen + (backlog - known) * self.mean
 
-    def record(self, t: float, backlog: int, tokens: float | None = None, note: str = "") -> None:
-        """A sample: the backlog's prompt tokens as given, or else estimated from the newest arrivals."""
+    def record(self, t: float, backlog: int, tokens: float | None = None, note: str = "", *, waiting: int) -> None:
+        """A sample: the backlog's prompt tokens as given, or else estimated from the newest arrivals; `waiting` of
+        the backlog not yet delivered to a worker."""
         if tokens is None:
             tokens = self.backlog_tokens(backlog)
-        sample = QueueSample(t, self.arrived, self.arrived_tokens, backlog, tokens, note)
+        sample = QueueSample(t, self.arrived, self.arrived_tokens, backlog, tokens, note, waiting)
         samples = self._samples
         if len(samples) >= 2 and samples[-1].t - samples[-2].t < RESOLUTION:
             samples[-1] = sample  # the newest is always current; older ones are a second apart at least
@@ -71,6 +72,37 @@ class QueueHistory:
 
     def __bool__(self) -> bool:
         return bool(self._samples)
+
+
+class ReadyHistory:
+    """A role's ready replicas as its source observes them, as spans of equal counts over the last `span` seconds.
+    A failed observation ends the current span: what happened until the next one is unknown."""
+
+    def __init__(self, span: float) -> None:
+        self.span = span
+        self._spans: deque[ReadySpan] = deque()
+        self._open = False  # the newest span may be extended: nothing failed since it was observed
+        self._snapshot: ReplicaHistory | None = None
+
+    def observe(self, t: float, ready: int) -> None:
+        spans = self._spans
+        if self._open and spans and spans[-1].ready == ready:
+            spans[-1] = ReadySpan(spans[-1].since, t, ready)
+        else:
+            spans.append(ReadySpan(t, t, ready))
+        self._open = True
+        while spans[0].until <= t - self.span:  # the newest span ends at t: it stays
+            spans.popleft()
+        self._snapshot = None
+
+    def unobserved(self) -> None:
+        self._open = False
+
+    def snapshot(self) -> ReplicaHistory:
+        """The spans as the policy reads them (the same object until the next observation)."""
+        if self._snapshot is None:
+            self._snapshot = ReplicaHistory(tuple(self._spans))
+        return self._snapshot
 
 
 @lru_cache(maxsize=64)

@@ -201,12 +201,12 @@ class JetStreamLagSource(LagSource[ConsumerLag]):
             raise SourceUnavailable(f"{self.name}: {exc}") from None
         backlog = await self._backlog_tokens(nc, info, lag) if self.reads_backlog else None
         if backlog is None:
-            self.queue.record(self.clock(), lag.total)
+            self.queue.record(self.clock(), lag.total, waiting=lag.pending)
         elif isinstance(backlog, BacklogTokens):
-            self.queue.record(self.clock(), lag.total, backlog.tokens, backlog.note)
+            self.queue.record(self.clock(), lag.total, backlog.tokens, backlog.note, waiting=lag.pending)
         else:  # estimated from the newest arrivals seen, as the note says
             note = f"counted as the newest arrivals seen, at meanPromptTokens beyond them: {backlog}"
-            self.queue.record(self.clock(), lag.total, note=note)
+            self.queue.record(self.clock(), lag.total, note=note, waiting=lag.pending)
         return lag
 
     async def _backlog_tokens(self, nc: NatsClient, info: ConsumerInfo, lag: ConsumerLag) -> BacklogTokens | str:
