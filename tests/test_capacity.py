@@ -15,7 +15,7 @@ from scaler.capacity import (
 )
 from scaler.errors import SourceUnavailable
 from scaler.observations import Decision, DecodeLoad, PrefillHistory, QueueSample
-from scaler.sources.history import QueueHistory
+from scaler.sources.history import TRACKED_ARRIVALS, QueueHistory
 
 PREFILL = PrefillSettings(tokens_per_second=8000.0, ttft=1.0, startup_delay=120.0, window=60.0)
 DECODE = DecodeSettings(seats=100.0, startup_delay=120.0, window=60.0)
@@ -283,3 +283,15 @@ def test_the_queue_history_is_bounded_one_sample_a_second_and_backlog_tokens_are
         q.record(float(t), 0)
     assert q.snapshot().samples[0].t == 29.0  # one sample at or before now - span, no more
     assert len(q.snapshot().samples) == 11
+
+
+def test_backlog_tokens_count_the_newest_tracked_arrivals_and_the_rest_at_the_mean() -> None:
+    q = QueueHistory(span=10.0, mean_prompt_tokens=1000.0)
+    for i in range(TRACKED_ARRIVALS + 10):  # the ring wraps: the 10 oldest are forgotten
+        q.arrival(float(i))
+    newest = TRACKED_ARRIVALS + 9
+    assert q.backlog_tokens(1) == newest
+    assert q.backlog_tokens(3) == 3 * newest - 3  # newest + (newest - 1) + (newest - 2)
+    tracked = sum(range(10, TRACKED_ARRIVALS + 10))
+    assert q.backlog_tokens(TRACKED_ARRIVALS) == tracked
+    assert q.backlog_tokens(TRACKED_ARRIVALS + 5) == tracked + 5 * 1000.0
