@@ -18,7 +18,8 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from scaler.errors import InvalidTrigger
+from scaler.admission import Admission
+from scaler.errors import Forbidden, InvalidTrigger
 from scaler.kube import ADAPTER_KIND
 from scaler.triggers import ROLES, DecodeTrigger, PrefillTrigger, parse
 
@@ -101,6 +102,7 @@ def _scaled_objects(documents: list[Any]) -> Iterator[Mapping[str, Any]]:
 class Checker:
     """Checks inputs one after another; remembers targets across them (what is applied together)."""
 
+    admission: Admission = field(default_factory=Admission)  # what the scaler checked against admits
     files: int = 0
     scaled_objects: int = 0
     triggers: int = 0
@@ -149,7 +151,7 @@ class Checker:
         triggers = spec.get("triggers")
         for i, trigger in enumerate(triggers if isinstance(triggers, list) else []):
             self.triggers += 1
-            found = _check_trigger(_mapping(trigger), spec, target, namespace)
+            found = _check_trigger(_mapping(trigger), spec, target, namespace, self.admission)
             yield from (Finding(file, _line(trigger), f"{name} triggers[{i}]", *f) for f in found)
 
 
@@ -161,7 +163,11 @@ class Problem(NamedTuple):
 
 
 def _check_trigger(
-    trigger: Mapping[str, Any], spec: Mapping[str, Any], target: Mapping[str, Any], namespace: str
+    trigger: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    target: Mapping[str, Any],
+    namespace: str,
+    admission: Admission,
 ) -> Iterator[Problem]:
     kind = trigger.get("type")
     if kind in ("nats-jetstream", "prometheus") and target.get("kind") == ADAPTER_KIND:
@@ -173,7 +179,11 @@ def _check_trigger(
     if "scalerAddress" not in metadata:
         yield Problem("metadata.scalerAddress", "error", "KEDA needs scalerAddress: the pd-scaler Service, host:port")
     try:
-        parse(metadata)
+        admission.check_namespace(namespace)
+    except Forbidden as exc:
+        yield Problem("metadata.namespace", "error", exc.message)
+    try:
+        admission.check_sources(parse(metadata))
     except InvalidTrigger as exc:  # reported, and the checks below still run on what the trigger says
         yield Problem("metadata", "error", exc.message)
     if trigger.get("metricType", "AverageValue") == "Value":
@@ -342,19 +352,25 @@ def _as_list_item(item: Mapping[str, Any], original: object) -> str:
     return "\n".join(indent + line for line in lines)
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    cmd = commands.add_parser("check", help="lint ScaledObject manifests aimed at pd-scaler")
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    cmd = commands.add_parser(
+        "check",
+        help="lint ScaledObject manifests aimed at pd-scaler",
+        description="Lint ScaledObject manifests aimed at pd-scaler. With serve's --namespaces, --allowed-sources "
+        "and --connections-only, also what a scaler started with them would refuse.",
+    )
     cmd.add_argument(
         "files",
         nargs="+",
         metavar="FILE",
         help="YAML manifests (multi-document, or a kind: List as kubectl prints); - reads stdin",
     )
+    return cmd
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, admission: Admission) -> int:
     """Prints one line per finding (a trigger to paste below it); exit 1 if any is an error."""
-    checker = Checker()
+    checker = Checker(admission)
     for name in args.files:
         checker.check(name)
     for finding in checker.findings:

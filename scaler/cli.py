@@ -95,9 +95,42 @@ class _EnvDefaults:
                 default = type(raw)
             except (argparse.ArgumentTypeError, ValueError) as exc:
                 self.parser.error(f"{env}={raw!r}: {exc}")
-        self.parser.add_argument(
-            flag, default=default, type=type, help=f"{help} (env {env}; default %(default)s)", **kw
-        )
+        if kw.get("action") != "store_const":  # a bare switch takes no value, so no type
+            kw["type"] = type
+        self.parser.add_argument(flag, default=default, help=f"{help} (env {env}; default %(default)s)", **kw)
+
+
+def _admission_flags(flags: _EnvDefaults, bare_switch: bool = False) -> None:
+    """What a scaler admits: `serve` enforces it, `check` reports what it would refuse. `bare_switch`: the
+    on/off flag takes no value (before positional arguments, a value would swallow the first of them)."""
+    flags.add(
+        "--namespaces",
+        (),
+        "serve ScaledObjects in these namespaces only, comma-separated (default: every namespace)",
+        type=_names,
+    )
+    flags.add(
+        "--allowed-sources",
+        (),
+        "addresses a trigger may name, as scheme://host:port patterns with * and ?, comma-separated "
+        "(e.g. 'nats://*.svc.cluster.local:4222'; default: any)",
+        type=_names,
+    )
+    flags.add(
+        "--connections-only",
+        False,
+        "accept only named connection profiles (natsConnection, prometheusConnection), no address in a trigger",
+        type=_bool,
+        **({"action": "store_const", "const": True} if bare_switch else {"nargs": "?", "const": True}),
+    )
+
+
+def admission(args: argparse.Namespace) -> Admission:
+    return Admission(
+        namespaces=frozenset(args.namespaces),
+        allowed_sources=args.allowed_sources,
+        connections_only=args.connections_only,
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -131,27 +164,7 @@ def parser() -> argparse.ArgumentParser:
         nargs="?",
         const=True,
     )
-    flags.add(
-        "--namespaces",
-        (),
-        "serve ScaledObjects in these namespaces only, comma-separated (default: every namespace)",
-        type=_names,
-    )
-    flags.add(
-        "--allowed-sources",
-        (),
-        "addresses a trigger may name, as scheme://host:port patterns with * and ?, comma-separated "
-        "(e.g. 'nats://*.svc.cluster.local:4222'; default: any)",
-        type=_names,
-    )
-    flags.add(
-        "--connections-only",
-        False,
-        "accept only named connection profiles (natsConnection, prometheusConnection), no address in a trigger",
-        type=_bool,
-        nargs="?",
-        const=True,
-    )
+    _admission_flags(flags)
     flags.add("--refresh-interval", 1.0, "how often each source refreshes, e.g. 1s", type=_positive_duration)
     flags.add(
         "--source-idle-timeout",
@@ -186,7 +199,7 @@ def parser() -> argparse.ArgumentParser:
     flags.add("--shutdown-grace", 5.0, "on SIGTERM, how long in-flight calls may take", type=duration_arg)
     flags.add("--log-format", "text", "log line format", choices=("text", "json"))
     flags.add("--log-level", "info", "log level", choices=("debug", "info", "warning", "error"))
-    check.add_parser(commands)
+    _admission_flags(_EnvDefaults(check.add_parser(commands)), bare_switch=True)
     _EnvDefaults(explain.add_parser(commands)).add(
         "--url", "http://127.0.0.1:8080", "the running pd-scaler's HTTP address (its --http-port)"
     )
@@ -198,7 +211,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "check":
-        return check.run(args)
+        return check.run(args, admission(args))
     if args.command == "explain":
         return explain.run(args)
     if args.command == "simulate":
@@ -230,11 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_sources=args.max_sources,
         max_scaledobjects=args.max_scaledobjects,
         http_local_only=args.http_local_only,
-        admission=Admission(
-            namespaces=frozenset(args.namespaces),
-            allowed_sources=args.allowed_sources,
-            connections_only=args.connections_only,
-        ),
+        admission=admission(args),
     )
     try:
         settings.grpc_credentials()  # refuse a half-configured or unreadable TLS set-up before serving

@@ -125,7 +125,7 @@ class Engine:
         self.clock = clock
         self.max_scaledobjects = max_scaledobjects
         self._evaluators: OrderedDict[EvaluatorKey, Evaluator] = OrderedDict()  # least recently asked first
-        self.targets: Targets[EvaluatorKey] = Targets()
+        self.targets: Targets[EvaluatorKey] = Targets(limit=max_scaledobjects)  # one per evaluator at most
         self._by_object: dict[tuple[str, str], Evaluator] = {}  # the latest evaluator of each ScaledObject
         self.status = StatusBoard()
         self._log_once = Once(clock=clock)

@@ -28,19 +28,19 @@ def app(engine: Engine, metrics: Metrics, ready: Callable[[], bool]) -> web.Appl
         return status_page.Clocks(engine.clock(), time.time())
 
     status_html: Shared[str] = Shared()
+    status_json: Shared[str] = Shared()
 
     async def status(request: web.Request) -> web.Response:
+        # Thousands of ScaledObjects take a second to draw (HTML) or a good fraction of one (JSON): in a worker
+        # thread. The lists are taken here, on the loop that changes them; what the thread reads of an entry is
+        # replaced whole (answers) or fixed-size (the history ring).
         now = clocks()
+        objects, running = list(engine.status), list(engine.sources.pool)
         if _wants_html(request):
-            # Thousands of charts take a second to draw: in a worker thread. The lists are taken here, on the loop
-            # that changes them; what the thread reads of an entry is replaced whole (answers) or fixed-size (the
-            # history ring).
-            objects, running = list(engine.status), list(engine.sources.pool)
             html = await status_html(status_page.page, objects, running, now)
             return web.Response(text=html, content_type="text/html")
-        sources = [status_page.source_json(s, now) for s in engine.sources.pool]
-        scaledobjects = [status_page.scaledobject_json(e, now) for e in engine.status]
-        return web.json_response({"sources": sources, "scaledobjects": scaledobjects})
+        body = await status_json(status_page.page_json, objects, running, now)
+        return web.Response(text=body, content_type="application/json")
 
     async def scaledobject(request: web.Request) -> web.Response:
         namespace, name = request.match_info["namespace"], request.match_info["name"]

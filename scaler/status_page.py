@@ -3,6 +3,7 @@ an air-gapped cluster). Every name on the page comes from a caller or a source, 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -83,6 +84,15 @@ def source_json(source: Source[Any], clocks: Clocks) -> dict[str, Any]:
         "refreshes": source.refreshes,
         "last_error": None if error is None else {**_when(error[0], clocks), "error": error[1]},
     }
+
+
+def page_json(scaledobjects: Iterable[ScaledObjectStatus], sources: Iterable[Source[Any]], clocks: Clocks) -> str:
+    """The whole board as JSON text (rendered where the HTML page is: off the loop)."""
+    body = {
+        "sources": [source_json(s, clocks) for s in sources],
+        "scaledobjects": [scaledobject_json(e, clocks) for e in scaledobjects],
+    }
+    return json.dumps(body)
 
 
 # -- the page ---------------------------------------------------------------------------------------------------------

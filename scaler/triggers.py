@@ -556,10 +556,10 @@ class DecodeTrigger(SignalKeys, TriggerBase):
     )
     policy: Literal["capacity", "threshold"] | None = _policy_field("threshold")
     seats: PositiveFloat = Field(
-        128.0,
+        94.0,
         description="Capacity: sequences one decode replica runs within the ITL SLO. Given, it wins; else derived "
-        "from `profile` and `itl`; else this default (Qwen3-32B on one H100 at ~50 ms per token with 2k-token "
-        "contexts).",
+        "from `profile` and `itl`; else this default (Qwen3-32B on one H100 at 50 ms per token with 2k-token "
+        "contexts: what the bundled `qwen3-32b-h100-tp1` profile derives).",
     )
     itl: Annotated[Duration, Field(gt=0, le=10)] = Field(
         "50ms",

@@ -21,7 +21,7 @@ from scaler.capacity import (
 )
 from scaler.errors import SourceUnavailable
 from scaler.observations import Decision, DecodeLoad, PrefillHistory, QueueSample, ReadySpan, ReplicaHistory
-from scaler.sources.history import QueueHistory, ReadyHistory
+from scaler.sources.history import TRACKED_ARRIVALS, QueueHistory, ReadyHistory
 
 PREFILL = PrefillSettings(tokens_per_second=8000.0, ttft=1.0, startup_delay=120.0, window=60.0)
 DECODE = DecodeSettings(seats=100.0, startup_delay=120.0, window=60.0)
@@ -403,3 +403,15 @@ def test_the_ready_history_keeps_spans_of_equal_counts_and_breaks_them_where_uno
     assert r.snapshot() is r.snapshot()
     r.observe(120.0, 3)
     assert r.snapshot().spans == (ReadySpan(25.0, 120.0, 3),)  # older than the span: gone
+
+
+def test_backlog_tokens_count_the_newest_tracked_arrivals_and_the_rest_at_the_mean() -> None:
+    q = QueueHistory(span=10.0, mean_prompt_tokens=1000.0)
+    for i in range(TRACKED_ARRIVALS + 10):  # the ring wraps: the 10 oldest are forgotten
+        q.arrival(float(i))
+    newest = TRACKED_ARRIVALS + 9
+    assert q.backlog_tokens(1) == newest
+    assert q.backlog_tokens(3) == 3 * newest - 3  # newest + (newest - 1) + (newest - 2)
+    tracked = sum(range(10, TRACKED_ARRIVALS + 10))
+    assert q.backlog_tokens(TRACKED_ARRIVALS) == tracked
+    assert q.backlog_tokens(TRACKED_ARRIVALS + 5) == tracked + 5 * 1000.0

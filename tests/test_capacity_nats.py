@@ -8,6 +8,7 @@ from pathlib import Path
 
 import grpc
 import nats
+import pytest
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
@@ -15,7 +16,7 @@ from scaler.connections import Connections
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.server import Server
-from scaler.sources.backlog import MAX_READS
+from scaler.sources.backlog import MAX_READ_BYTES, MAX_READS
 from scaler.sources.history import MAX_PAYLOAD, prompt_tokens
 from tests.conftest import CONSUMER, STREAM, eventually, make_queue, prefill_ref
 from tests.servers import NatsServer
@@ -156,6 +157,27 @@ async def test_a_backlog_longer_than_one_refresh_reads_counts_the_rest_at_the_me
         assert await value(Stub(channel), ref) == backlog / 4
         reason = by_name(await status_json(scaler))["prefill"]["reason"]
         assert f"(44 of {len(sizes)} messages not read yet, at the mean of the {MAX_READS} read)" in reason
+
+
+async def test_a_backlog_bigger_than_a_refresh_s_byte_budget_reads_up_to_it_and_counts_the_rest_at_the_mean(
+    js: JetStreamContext, nats_server: NatsServer, make_scaler: Callable[..., Awaitable[Server]]
+) -> None:
+    payloads = [remote_prefill(i, 30_000 if i % 2 else 20_000) for i in range(60)]  # ~0.15-0.2 MB each
+    for payload in payloads:
+        await js.publish(f"{STREAM}.queue", payload)
+    # Gets go on while less than the budget has been read: the one that crosses it is the last.
+    spent, read = 0, 0
+    while spent < MAX_READ_BYTES:
+        spent, read = spent + len(payloads[read]), read + 1
+    assert read < MAX_READS  # the bytes bind, not the count
+    tokens = [30_000 if i % 2 else 20_000 for i in range(read)]
+    scaler = await make_scaler(refresh_interval=60.0)  # one refresh: no arrival wakes it either
+    ref = prefill_ref(nats_server, policy="capacity", startupDelay="2s", ttft="2s")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{scaler.grpc_port}") as channel:
+        backlog = sum(tokens) + (60 - read) * sum(tokens) / read
+        assert await value(Stub(channel), ref) == pytest.approx(backlog / 4)
+        reason = by_name(await status_json(scaler))["prefill"]["reason"]
+        assert f"({60 - read} of 60 messages not read yet, at the mean of the {read} read)" in reason
 
 
 async def test_messages_it_may_not_read_leave_the_backlog_at_the_estimate_and_the_reason_says_why(

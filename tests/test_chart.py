@@ -347,7 +347,7 @@ def test_prometheus_rule_carries_the_shipped_alerts(chart: helm_python.Chart) ->
     assert {"PdScalerDown", "PdScalerSourceDown", "PdScalerSourceStale"} <= alerts.keys()
     assert [a for a in alerts if a.startswith("PdScalerGrpcError")]
     assert (alerts["PdScalerSourceDown"]["expr"], alerts["PdScalerSourceDown"]["for"]) == (
-        "pd_scaler_source_up == 0",
+        "max without (instance, pod) (pd_scaler_source_up == 0)",
         "2m",
     )
 

@@ -428,3 +428,35 @@ def test_the_readme_shows_what_check_prints_for_the_ack_guide(tmp_path: Path) ->
         check=False,
     )
     assert f"```\n{result.stdout}```\n" in (ROOT / "README.md").read_text()
+
+
+ADMITTED = """\
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: prefill, namespace: other}
+spec:
+  scaleTargetRef: {apiVersion: workloads.x-k8s.io/v1alpha1, kind: RoleBasedGroupScalingAdapter, name: dynamo-pd-prefill}
+  minReplicaCount: 1
+  triggers:
+    - type: external
+      metadata: {scalerAddress: "pd-scaler.keda:9090", role: prefill, natsServer: "nats://nats.other:4222"}
+"""
+
+
+def test_check_reports_what_a_scaler_with_the_admission_flags_would_refuse(tmp_path: Path) -> None:
+    path = write(tmp_path, "admitted.yaml", ADMITTED)
+    assert pd_scaler_check(path).returncode == 0  # any namespace, any address
+    result = subprocess.run(
+        [sys.executable, "-m", "scaler", "check", "--namespaces", "dynamo", "--connections-only", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    at = f"{path}:{line_of(ADMITTED, 'type: external')}: ScaledObject other/prefill triggers[0]"
+    assert result.stdout.splitlines() == [
+        f"{at}: metadata.namespace: error: namespace 'other' is not served by this scaler (--namespaces dynamo)",
+        f"{at}: metadata: error: key 'natsServer': this scaler only reaches sources through named connection "
+        "profiles (--connections-only); use natsConnection",
+        "1 files, 1 ScaledObjects, 1 triggers checked: 2 errors, 0 warnings",
+    ]
+    assert result.returncode == 1

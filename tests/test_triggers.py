@@ -83,7 +83,7 @@ def test_capacity_is_the_default_unless_a_keda_compatibility_key_is_given() -> N
     decode = parse(PROM)
     assert isinstance(decode, DecodeTrigger)
     assert decode.capacity
-    assert (decode.metric_name, decode.target) == ("decode-sequences", 128.0)
+    assert (decode.metric_name, decode.target) == ("decode-sequences", 94.0)
     for compat in ({"threshold": "0.8"}, {"metric": "kv-cache"}, {"policy": "threshold"}):
         assert not parse({**PROM, **compat}).capacity
 

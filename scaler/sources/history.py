@@ -9,13 +9,16 @@ since a work queue hands messages out in order. One sample per second is kept fo
 from __future__ import annotations
 
 import re
+from array import array
 from collections import deque
 from functools import lru_cache
 
 from scaler.observations import PrefillHistory, QueueSample, ReadySpan, ReplicaHistory
 
 RESOLUTION = 1.0  # seconds between kept samples (the newest one is always current)
-TRACKED_ARRIVALS = 1 << 16  # prompt sizes remembered for the backlog; older backlog counts at the mean
+# Prompt sizes remembered for the backlog where its messages cannot be read (as many as the backlog reader
+# remembers); older backlog counts at the mean. 128 KiB a source, in one array.
+TRACKED_ARRIVALS = 1 << 14
 MAX_PAYLOAD = 1 << 20  # bytes of a request searched for its prompt tokens; bigger ones count at the mean
 
 
@@ -25,28 +28,34 @@ class QueueHistory:
         self.mean = mean_prompt_tokens
         self.arrived = 0
         self.arrived_tokens = 0.0
-        self._after: deque[float] = deque(maxlen=TRACKED_ARRIVALS)  # arrived_tokens after each tracked arrival
+        # A ring: arrived_tokens after each of the last TRACKED_ARRIVALS arrivals, the oldest at _next when full.
+        self._after = array("d", bytes(8 * TRACKED_ARRIVALS))
+        self._tracked = 0
+        self._next = 0
         self._before_tracked = 0.0  # arrived_tokens before the oldest tracked arrival
         self._samples: deque[QueueSample] = deque()
         self._snapshot: PrefillHistory | None = None
 
     def arrival(self, tokens: float) -> None:
-        if len(self._after) == self._after.maxlen:
-            self._before_tracked = self._after[0]
+        if self._tracked == TRACKED_ARRIVALS:
+            self._before_tracked = self._after[self._next]  # the oldest, about to be overwritten
+        else:
+            self._tracked += 1
         self.arrived += 1
         self.arrived_tokens += tokens
-        self._after.append(self.arrived_tokens)
+        self._after[self._next] = self.arrived_tokens
+        self._next = (self._next + 1) % TRACKED_ARRIVALS
 
     def backlog_tokens(self, backlog: int) -> float:
         """Prompt tokens of the newest `backlog` arrivals; those not seen (queued before we subscribed, or beyond
         what is tracked) count at the mean."""
-        known = min(backlog, len(self._after))
+        known = min(backlog, self._tracked)
         if known == 0:
             seen = 0.0
-        elif known == len(self._after):
+        elif known == self._tracked:
             seen = self.arrived_tokens - self._before_tracked
-        else:
-            seen = self.arrived_tokens - self._after[-known - 1]
+        else:  # arrived_tokens before the known-th newest arrival: after the (known + 1)-th newest
+            seen = self.arrived_tokens - self._after[(self._next - known - 1) % TRACKED_ARRIVALS]
         return seen + (backlog - known) * self.mean
 
     def record(self, t: float, backlog: int, tokens: float | None = None, note: str = "", *, waiting: int) -> None:
