@@ -275,11 +275,12 @@ def _unmeasured(samples: Sequence[QueueSample], runs: list[tuple[int, int, int |
     longest = samples[last].t - samples[first].t
     if longest < window:
         return f"requests waited for at most {longest:g}s at a time {seen}, under the {window:g}s window"
+    seen_counts = [c for c in counts if c is not None]
+    if len(set(seen_counts)) > 1:  # a count changes between two observations: unknown in between, as well
+        changes = " -> ".join(str(c) for c in seen_counts)
+        return f"the ready replicas changed ({changes}) within the {longest:g}s requests waited"
     if None in counts:
         return f"the ready replicas were not observed throughout the {longest:g}s requests waited"
-    if len(set(counts)) > 1:
-        changes = " -> ".join(str(c) for c in counts)
-        return f"the ready replicas changed ({changes}) within the {longest:g}s requests waited"
     return f"no replica was ready during the {longest:g}s requests waited"
 
 

@@ -362,6 +362,9 @@ def test_ready_replicas_changing_within_the_window_leave_the_configured_capacity
     d = decide_prefill("m", busy(90), PREFILL, replicas=ready((0.0, 50.0, 2), (51.0, 90.0, 3)))
     assert d.target == 8000.0
     assert d.reason.endswith("not measured: the ready replicas changed (2 -> 3) within the 89s requests waited")
+    # Observed every 5 s: from 2 at 50 to 3 at 55, unknown in between, and still a change.
+    d = decide_prefill("m", busy(90), PREFILL, replicas=ready((0.0, 50.0, 2), (55.0, 90.0, 3)))
+    assert d.reason.endswith("not measured: the ready replicas changed (2 -> 3) within the 89s requests waited")
     # Not observed from 51 to 54 (the role's source failed, or the count changed between observations).
     d = decide_prefill("m", busy(90), PREFILL, replicas=ready((0.0, 50.0, 2), (55.0, 90.0, 2)))
     assert d.target == 8000.0
