@@ -173,8 +173,18 @@ def parser() -> argparse.ArgumentParser:
         type=_positive_duration,
     )
     flags.add("--connections", None, "YAML file of connection profiles (servers and credentials)", type=Path)
-    flags.add("--kubeconfig", None, "kubeconfig for decode role discovery (default: the in-cluster config)", type=Path)
-    flags.add("--kube-refresh-interval", 5.0, "how often a decode role's pods are re-listed", type=_positive_duration)
+    flags.add(
+        "--kubeconfig",
+        None,
+        "kubeconfig for role discovery: decode, and prefill with refineCapacity (default: the in-cluster config)",
+        type=Path,
+    )
+    flags.add(
+        "--kube-refresh-interval",
+        5.0,
+        "how often a role's pods are re-listed (decode; prefill with refineCapacity)",
+        type=_positive_duration,
+    )
     flags.add("--tls-cert", None, "PEM certificate for gRPC TLS (with --tls-key)", type=Path)
     flags.add("--tls-key", None, "PEM private key for gRPC TLS", type=Path)
     flags.add("--tls-client-ca", None, "PEM CA: require client certificates signed by it (mutual TLS)", type=Path)
