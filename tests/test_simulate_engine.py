@@ -11,6 +11,8 @@ import pytest
 
 from scaler.cli import main
 from scaler.deployment import StartupDelay, parse_deployment
+from scaler.metrics import Metrics
+from scaler.observations import ReadySpan
 from scaler.simulate import oracle
 from scaler.simulate.autoscaling import ScaledObjectSpec
 from scaler.simulate.cli import load_deployment, load_trace, workload
@@ -20,6 +22,7 @@ from scaler.simulate.policies import Settings, parse_policy
 from scaler.simulate.report import summarize
 from scaler.simulate.simulation import Config, simulate
 from scaler.simulate.slo import Slo
+from scaler.simulate.sources import SimClock, SimRoleSource
 from scaler.simulate.trace import Request
 from tests.test_simulate_model import flat_profile, run_policy
 
@@ -69,6 +72,22 @@ def test_startup_delays_are_drawn_per_replica_within_the_range() -> None:
     delays = [p.ready_at for p in cluster.prefill[1:]]
     assert all(90.0 <= d <= 300.0 for d in delays)
     assert len(set(delays)) == 39
+
+
+async def test_the_simulated_role_lists_starting_replicas_and_counts_only_the_started_ones_ready() -> None:
+    cluster = Cluster([Request(0.0, 10, 1)], flat_profile(), StartupDelay(90.0, 90.0))
+    cluster.preload(2, 1)
+    cluster.scale(PREFILL, 3)  # the third starts now and serves 90 s later
+    clock = SimClock()
+    source = SimRoleSource(cluster, "sim-prefill", PREFILL, 5.0, Metrics(), clock)
+    await source.refresh()
+    assert source.read(30).pods == ("sim-prefill-0", "sim-prefill-1", "sim-prefill-2")
+    assert source.read(30).ready == ("sim-prefill-0", "sim-prefill-1")
+    clock.now = 95.0
+    cluster.advance(95.0)
+    await source.refresh()
+    assert source.read(30).ready == ("sim-prefill-0", "sim-prefill-1", "sim-prefill-2")
+    assert source.ready_history(30).spans == (ReadySpan(0.0, 0.0, 2), ReadySpan(95.0, 95.0, 3))
 
 
 # -- decode -------------------------------------------------------------------------------------------------------
