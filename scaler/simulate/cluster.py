@@ -204,6 +204,7 @@ class Cluster:
         self._events: list[tuple[float, int, int, object]] = []
         self._seq = 0
         self.prefill_queue: deque[Record] = deque()
+        self.published: list[Record] = []  # every remote-prefill request published to the queue, in that order
         self.unrouted: deque[Record] = deque()  # no decode engine is up to take them
         self.prefill: list[PrefillReplica] = []
         self.decode: list[DecodeReplica] = []
@@ -444,6 +445,7 @@ class Cluster:
     def _publish(self, rec: Record, t: float) -> None:
         """The decode worker publishes the remote-prefill request to the queue."""
         rec.admitted = t
+        self.published.append(rec)
         if self._idle_prefill:
             self._start_prefill(self._idle_prefill.popleft(), rec, t)
             return

@@ -52,12 +52,14 @@ class SimLagSource(LagSource[ConsumerLag]):
         super().__init__(name, interval, metrics, clock)
         self.cluster = cluster
         self.queue = QueueHistory(MAX_HISTORY_S, mean_prompt)
-        self._seen = 0  # requests counted so far
+        self._seen = 0  # published requests counted so far
 
     async def fetch(self) -> ConsumerLag:
-        records, now = self.cluster.records, self.clock()
-        while self._seen < len(records) and records[self._seen].arrival <= now:
-            self.queue.arrival(records[self._seen].prompt)
+        # The arrivals subscription hears a request when a decode worker publishes it to the queue (on admitting
+        # it), not when it reached the frontend: one held at a full decode engine has not arrived here yet.
+        published, now = self.cluster.published, self.clock()
+        while self._seen < len(published):
+            self.queue.arrival(published[self._seen].prompt)
             self._seen += 1
         # Workers ack on receipt, so nothing stays delivered-but-unacknowledged.
         lag = ConsumerLag(pending=self.cluster.prefill_lag(), ack_pending=0)
