@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from scaler.errors import SourceUnavailable
@@ -86,6 +86,15 @@ class Forecast:
 
 
 @dataclass(frozen=True)
+class Held:
+    """What the prefill decision takes from the decode role (`decodeScaledObject`): the requests its engines hold
+    waiting, or why that is not known (then `waiting` is None)."""
+
+    waiting: float | None
+    unavailable: str = ""
+
+
+@dataclass(frozen=True)
 class PrefillDemand:
     """The prefill role's demand in prompt tokens per second, in parts."""
 
@@ -94,7 +103,9 @@ class PrefillDemand:
     headroom: float  # queueing head-room factor for the TTFT SLO (1 + mean prefill time / ttft)
     backlog: int
     backlog_tokens: float
-    drain: float  # backlog tokens / (start-up delay + ttft)
+    drain: float  # (backlog + held) tokens / (start-up delay + ttft)
+    held: float = 0.0  # requests decode holds before publishing their prefill (with `decodeScaledObject`)
+    held_tokens: float = 0.0
 
     @property
     def value(self) -> float:
@@ -176,7 +187,11 @@ def _mean_prompt(history: PrefillHistory, memory: float) -> float | None:
     return None
 
 
-def prefill_demand(history: PrefillHistory, settings: PrefillSettings) -> PrefillDemand:
+def prefill_demand(history: PrefillHistory, settings: PrefillSettings, decode_waiting: float = 0.0) -> PrefillDemand:
+    """With `decode_waiting` (the requests decode's engines hold waiting), those not yet published count as backlog:
+    a decode engine publishes a request's remote prefill only once it has a seat and KV blocks for it, so while
+    decode is full the queue sees less than arrives, and the held requests reach prefill together as soon as new
+    decode replicas admit them (a start-up delay from now, when capacity ordered now serves)."""
     tokens = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, tokens=True)
     messages = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, tokens=False)
     last = history.last
@@ -184,6 +199,10 @@ def prefill_demand(history: PrefillHistory, settings: PrefillSettings) -> Prefil
     # the TTFT SLO (utilisation ttft / (ttft + service time)); over the burst memory, as the peak is.
     mean_prompt = _mean_prompt(history, max(settings.startup_delay, settings.burst_memory)) or 0.0
     headroom = 1.0 + mean_prompt / settings.tokens_per_second / settings.ttft
+    # Decode's waiting also counts the published requests whose KV has not arrived: the queue's backlog (and the
+    # few being prefilled or transferred, counted as held: at most one per busy prefill worker).
+    held = max(0.0, decode_waiting - last.backlog)
+    held_tokens = held * mean_prompt
     return PrefillDemand(
         tokens=tokens,
         messages=messages,
@@ -192,7 +211,9 @@ def prefill_demand(history: PrefillHistory, settings: PrefillSettings) -> Prefil
         backlog_tokens=last.backlog_tokens,
         # Capacity ordered now serves a start-up delay from now: the backlog must be gone by then (plus the SLO),
         # not within the SLO from now, which would order replicas that arrive after the backlog has drained.
-        drain=last.backlog_tokens / (settings.startup_delay + settings.ttft),
+        drain=(last.backlog_tokens + held_tokens) / (settings.startup_delay + settings.ttft),
+        held=held,
+        held_tokens=held_tokens,
     )
 
 
@@ -290,8 +311,10 @@ def decide_prefill(
     settings: PrefillSettings,
     activation: float = 0.0,
     replicas: Replicas | None = None,
+    decode: Held | None = None,
 ) -> Decision:
-    """The prefill decision; with `replicas` (`refineCapacity`), against the measured capacity where there is one."""
+    """The prefill decision; with `replicas` (`refineCapacity`), against the measured capacity where there is one;
+    with `decode` (`decodeScaledObject`), counting the requests decode holds unpublished as backlog."""
     configured = settings.tokens_per_second
     refined, per_replica = "", f"{configured:g}"
     if replicas is not None:
@@ -309,7 +332,14 @@ def decide_prefill(
             )
         else:
             refined = f"; capacity configured {configured:g} tokens/s per replica, not measured: {m}"
-    d = prefill_demand(history, settings)
+    waiting = decode.waiting if decode is not None else None
+    d = prefill_demand(history, settings, waiting or 0.0)
+    held = uncoupled = ""
+    if waiting is not None:
+        held = f" + {d.held:g} requests held at decode ({waiting:g} waiting there less the backlog) / "
+        held += f"{d.held_tokens:.0f} tokens"
+    elif decode is not None:
+        uncoupled = f"; decode not coupled: {decode.unavailable}"
     value = d.value
     active = value > activation
     f = d.tokens
@@ -320,7 +350,9 @@ def decide_prefill(
         f"peak {f.peak:.0f} over {f.span:g}s of history) x {d.headroom:.3f} TTFT head-room + backlog "
         f"{d.backlog} messages / {d.backlog_tokens:.0f} tokens"
         + (f" ({history.last.backlog_note})" if history.last.backlog_note else "")
+        + held
         + f" drained within {settings.startup_delay + settings.ttft:g}s"
+        + uncoupled
         + refined
     )
     return Decision(metric_name, value, settings.tokens_per_second, active, reason)
@@ -338,7 +370,7 @@ class Coupling:
 def decide_decode(
     metric_name: str,
     pods: Sequence[str],
-    loads: dict[str, DecodeLoad],
+    loads: Mapping[str, DecodeLoad],
     settings: DecodeSettings,
     prefill: Coupling | None = None,
     activation: float = 0.0,

@@ -26,7 +26,7 @@ from scaler.errors import ScalerError
 from scaler.kube import RolePods, RolePodsSource, check_bound
 from scaler.logs import Once
 from scaler.metrics import Metrics
-from scaler.observations import Decision, DecodeLoad, PrefillHistory, RoleSignal
+from scaler.observations import Decision, DecodeLoad, PrefillHistory, RoleLoads, RoleSignal
 from scaler.policy import NO_SERIES, decide_prefill, decide_signal
 from scaler.sources.base import Clock, LagSource, Source, SourcePool
 from scaler.sources.pods import PodScrape, PodScrapeSource
@@ -90,22 +90,23 @@ class Evaluator:
     decide: Callable[[], Decision]
     policy: str  # shown on /status and by `pd-scaler explain`
     history: Callable[[], PrefillHistory] | None = None  # a capacity prefill's queue history, for coupling
+    loads: Callable[[], RoleLoads] | None = None  # a capacity decode's pods and loads, for coupling
 
 
-class _Memo:
-    """The last decision, kept while the samples it was made from are the same objects: the policy runs once
+class _Memo(Generic[V]):
+    """The last result, kept while the samples it was made from are the same objects: the policy runs once
     per sample, not once per call."""
 
     def __init__(self) -> None:
         self._inputs: tuple[object, ...] = ()
-        self._decision: Decision | None = None
+        self._result: V | None = None
 
-    def __call__(self, inputs: tuple[object, ...], decide: Callable[[], Decision]) -> Decision:
+    def __call__(self, inputs: tuple[object, ...], compute: Callable[[], V]) -> V:
         # map(operator.is_) rather than a generator: this runs on every call.
         same = len(inputs) == len(self._inputs) and all(map(operator.is_, inputs, self._inputs))
-        if not same or self._decision is None:
-            self._decision, self._inputs = decide(), inputs
-        return self._decision
+        if not same or self._result is None:
+            self._result, self._inputs = compute(), inputs
+        return self._result
 
 
 class Engine:
@@ -231,7 +232,7 @@ class Engine:
     def _prefill(self, ref: Ref, spec: PrefillTrigger) -> Evaluator:
         source = self.sources.lag_source(spec)
         if not spec.capacity:
-            memo = _Memo()
+            memo: _Memo[Decision] = _Memo()
 
             def decide_lag() -> Decision:
                 lag = source.lag(spec.stream, spec.consumer, spec.max_staleness)
@@ -245,8 +246,8 @@ class Engine:
         def history() -> PrefillHistory:
             return source.history(spec.stream, spec.consumer, spec.max_staleness)
 
-        if spec.refine_capacity:
-            return self._refined_prefill(ref, spec, source, settings, history)
+        if spec.refine_capacity or spec.decode_scaled_object is not None:
+            return self._coupled_prefill(ref, spec, source, settings, history)
         # ScaledObjects on one queue with the same settings share one decision per sample: the policy runs once per
         # refresh of the source, not once per call or per ScaledObject.
         key = (source, spec.metric_name, settings)
@@ -257,7 +258,7 @@ class Engine:
 
         return Evaluator(spec, (source,), decide, "capacity (prompt tokens/s)", history)
 
-    def _refined_prefill(
+    def _coupled_prefill(
         self,
         ref: Ref,
         spec: PrefillTrigger,
@@ -265,24 +266,37 @@ class Engine:
         settings: capacity.PrefillSettings,
         history: Callable[[], PrefillHistory],
     ) -> Evaluator:
-        """The capacity prefill decision against one replica's capacity measured from its ready replicas (found as
-        decode's pods are). Without them the configured capacity is used, and the reason says why."""
-        role = self.sources.role_source(ref.namespace, ref.name, spec)
-        role_max_age = max(spec.max_staleness, 3 * role.interval)
-        memo = _Memo()
+        """The capacity prefill decision with what it reads beyond its queue: with `refineCapacity`, its ready
+        replicas (found as decode's pods are), to measure one replica's capacity; with `decodeScaledObject`, the
+        requests decode holds. Without them the configured capacity is used, or no request is counted held, and the
+        reason says why."""
+        role = self.sources.role_source(ref.namespace, ref.name, spec) if spec.refine_capacity else None
+        role_max_age = max(spec.max_staleness, 3 * role.interval) if role is not None else 0.0
+        decode = spec.decode_scaled_object
+        memo: _Memo[Decision] = _Memo()
 
         def decide() -> Decision:
             h = history()
-            try:
-                replicas = capacity.Replicas(role.ready_history(role_max_age))
-            except ScalerError as exc:
-                replicas = capacity.Replicas(None, exc.message)
-            return memo(
-                (h, replicas.history, replicas.unavailable),
-                lambda: capacity.decide_prefill(spec.metric_name, h, settings, replicas=replicas),
-            )
+            replicas = None
+            if role is not None:
+                try:
+                    replicas = capacity.Replicas(role.ready_history(role_max_age))
+                except ScalerError as exc:
+                    replicas = capacity.Replicas(None, exc.message)
+            loads = self._decode_loads(ref.namespace, decode) if decode is not None else None
 
-        return Evaluator(spec, (source, role), decide, "capacity (prompt tokens/s, refineCapacity)", history)
+            def run() -> Decision:
+                held = None
+                if loads is not None:
+                    held = capacity.Held(loads.waiting) if isinstance(loads, RoleLoads) else capacity.Held(None, loads)
+                return capacity.decide_prefill(spec.metric_name, h, settings, replicas=replicas, decode=held)
+
+            inputs = (h, replicas and replicas.history, replicas and replicas.unavailable, loads)
+            return memo(inputs, run)
+
+        sources = (source, role) if role is not None else (source,)
+        policy = "capacity (prompt tokens/s" + (", refineCapacity)" if role is not None else ")")
+        return Evaluator(spec, sources, decide, policy, history)
 
     def _signal(self, ref: Ref, spec: TriggerSpec) -> Evaluator:
         """Engine and DCGM signals: series from Prometheus or from the pods, made into one value per pod."""
@@ -336,16 +350,15 @@ class Engine:
             itl=spec.itl,
             step=deployment.decode_step(deployment.replica(spec.profile)) if spec.profile else None,
         )
-        memo = _Memo()
+        observed: _Memo[RoleLoads] = _Memo()
+        memo: _Memo[Decision] = _Memo()
 
-        def decide() -> Decision:
+        def loads() -> RoleLoads:
             pods = check_bound(role.read(role_max_age))
             sample = data.read(spec.max_staleness)
             series = sample.series if isinstance(sample, PodScrape) else sample
-            coupling = self._coupling(ref.namespace, spec.prefill_scaled_object)
-            inputs = (pods, series, coupling.history if coupling else None, coupling.decision if coupling else None)
 
-            def run() -> Decision:
+            def run() -> RoleLoads:
                 held = self._signal_values(series, seats, matchers).values
                 batch = self._signal_values(series, running, matchers).values
                 fill = self._signal_values(series, kv, matchers).values
@@ -354,12 +367,33 @@ class Engine:
                     in_batch = batch.get(key, 0.0)  # the waiting are the sequences held beyond the batch
                     return DecodeLoad(in_batch, sequences - in_batch, fill.get(key, 0.0))
 
-                loads = {pod: load((ns, pod), v) for (ns, pod), v in held.items() if ns == pods.namespace}
-                return capacity.decide_decode(spec.metric_name, pods.pods, loads, settings, coupling)
+                by_pod = {pod: load((ns, pod), v) for (ns, pod), v in held.items() if ns == pods.namespace}
+                return RoleLoads(tuple(pods.pods), by_pod)
 
-            return memo(inputs, run)
+            return observed((pods, series), run)
 
-        return Evaluator(spec, (role, data), decide, "capacity (sequences)")
+        def decide() -> Decision:
+            role_loads = loads()
+            coupling = self._coupling(ref.namespace, spec.prefill_scaled_object)
+            inputs = (role_loads, coupling.history if coupling else None, coupling.decision if coupling else None)
+            return memo(
+                inputs,
+                lambda: capacity.decide_decode(spec.metric_name, role_loads.pods, role_loads.loads, settings, coupling),
+            )
+
+        return Evaluator(spec, (role, data), decide, "capacity (sequences)", loads=loads)
+
+    def _decode_loads(self, namespace: str, decode: str) -> RoleLoads | str:
+        """The decode role's loads for a coupled prefill trigger, or why there are none."""
+        ev = self._by_object.get((namespace, decode))
+        if ev is None:
+            return f"ScaledObject {namespace}/{decode} has not been asked about here yet"
+        if ev.loads is None:
+            return f"ScaledObject {namespace}/{decode} is not a capacity decode trigger"
+        try:
+            return ev.loads()
+        except ScalerError as exc:
+            return exc.message
 
     def _coupling(self, namespace: str, prefill: str | None) -> capacity.Coupling | None:
         """The prefill role's history and decision for a coupled decode trigger, or why there are none."""

@@ -100,3 +100,15 @@ class DecodeLoad:
     running: float
     waiting: float
     kv_fill: float
+
+
+@dataclass(frozen=True)
+class RoleLoads:
+    """The decode role's pods and the load of each that has series (the others are unmeasured)."""
+
+    pods: tuple[str, ...]
+    loads: Mapping[str, DecodeLoad]
+
+    @property
+    def waiting(self) -> float:
+        return sum(load.waiting for load in self.loads.values())

@@ -421,6 +421,13 @@ class PrefillTrigger(SignalKeys, TriggerBase):
         "wait, per ready replica of the role (found as decode's are: ScaledObject, scaling adapter, pods; needs the "
         "same RBAC), and uses it instead of the configured figure while a measurement exists.",
     )
+    decode_scaled_object: Annotated[str, Field(min_length=1, max_length=253)] | None = Field(
+        None,
+        alias="decodeScaledObject",
+        description="Capacity: the decode role's capacity ScaledObject (same namespace); prefill then counts the "
+        "requests decode's engines hold waiting, beyond the queue's backlog, as work on its way (a decode engine "
+        "publishes a request's remote prefill only once it has room for it).",
+    )
     prompt_tokens_field: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_]+$")] = Field(
         "prompt_token_ids",
         alias="promptTokensField",
@@ -441,8 +448,10 @@ class PrefillTrigger(SignalKeys, TriggerBase):
             raise PydanticCustomError(
                 "policy", "policy capacity reads the prefill queue: metric queue-lag (the default) with a NATS source"
             )
-        if self.refine_capacity and not self.capacity:
-            raise _only(["refineCapacity"], "policy capacity (the queue-lag default without KEDA's lag keys)")
+        capacity_only = [k for k, v in (("refineCapacity", self.refine_capacity), ("decodeScaledObject",
+                         self.decode_scaled_object)) if v]  # fmt: skip
+        if capacity_only and not self.capacity:
+            raise _only(capacity_only, "policy capacity (the queue-lag default without KEDA's lag keys)")
         if self.metric != "queue-lag":
             lag_keys = (
                 "stream",

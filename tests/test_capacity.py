@@ -10,6 +10,7 @@ from scaler.capacity import (
     BURST_MEMORY,
     Coupling,
     DecodeSettings,
+    Held,
     Measured,
     PrefillSettings,
     Replicas,
@@ -263,6 +264,26 @@ def test_coupling_never_invents_data() -> None:
     d = decide_decode("m", ["d0"], loads((25, 0, 0.1)), auto, down)
     assert d.value == 25.0
     assert "decode:prefill bounds not applied (no prefill decision)" in d.reason
+
+
+def test_requests_held_at_decode_count_as_backlog_and_an_unknown_decode_counts_none() -> None:
+    # 2 prompts/s of 1,000 tokens, 3 of them in the queue (5,000 tokens). Decode's engines hold 10 waiting: the 3
+    # published ones and 7 not yet published, counted at the mean prompt.
+    steady = history([(0, 2)], 300, backlog=(1000, 1000, 3000))
+    alone = decide_prefill("m", steady, PREFILL)
+    assert alone.value == 2250.0 + 5000.0 / 121.0
+    d = decide_prefill("m", steady, PREFILL, decode=Held(10.0))
+    assert d.value == 2250.0 + (5000.0 + 7000.0) / 121.0
+    assert "backlog 3 messages / 5000 tokens + 7 requests held at decode (10 waiting there less the backlog) / " in (
+        d.reason
+    )
+    assert "7000 tokens drained within 121s" in d.reason
+    # Decode holding fewer than the queue's backlog (the rest being prefilled): none held.
+    assert decide_prefill("m", steady, PREFILL, decode=Held(2.0)).value == alone.value
+    # Decode's sources down: nothing is counted held, and the reason says why.
+    down = decide_prefill("m", steady, PREFILL, decode=Held(None, "prometheus p: connection refused"))
+    assert down.value == alone.value
+    assert down.reason.endswith("drained within 121s; decode not coupled: prometheus p: connection refused")
 
 
 def test_a_stale_or_missing_decode_source_is_an_error() -> None:

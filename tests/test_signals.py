@@ -469,6 +469,40 @@ async def test_two_scaler_processes_on_the_same_nats_and_prometheus_agree_on_cou
             replica.proc.wait()
 
 
+async def test_prefill_counts_the_requests_decode_holds_beyond_the_queue_s_backlog(
+    scaler: tuple[Server, pb_grpc.ExternalScalerStub],
+    prometheus: PrometheusServer,
+    nats_server: NatsServer,
+    js: JetStreamContext,
+):
+    server, stub = scaler
+    decode = ref({"role": "decode", "prometheusAddress": prometheus.url, "podSelector": VLLM_DECODE,
+                  "seats": "100"}, name="decode")  # fmt: skip
+    metadata = {"policy": "capacity", "window": "5s", "startupDelay": "1s", "burstMemory": "1s"}
+    prefill, unknown = (
+        ref(dict(prefill_ref(nats_server, decodeScaledObject=coupled, **metadata).scalerMetadata), name=name)
+        for name, coupled in (("prefill", "decode"), ("prefill-unknown", "nowhere"))
+    )
+    assert await value(stub, decode) == 170.0
+    for _ in range(10):
+        await js.publish(f"{STREAM}.queue", b'{"prompt_token_ids": [%s]}' % b", ".join([b"7"] * 120))
+
+    async def held_counted() -> None:
+        # 10 prompts of 120 tokens queued; decode's engines hold 20 waiting, 10 of them not yet published, counted
+        # at the mean prompt: 2,400 tokens to drain within the start-up delay and the TTFT SLO (2 s).
+        assert await value(stub, prefill) == 1200.0
+        # Coupled to a ScaledObject never asked about: the queue's backlog alone.
+        assert await value(stub, unknown) == 600.0
+
+    await eventually(held_counted, timeout=15.0)
+    reason = (await server.engine.decide(Ref(NAMESPACE, "prefill", dict(prefill.scalerMetadata)))).reason
+    assert "backlog 10 messages / 1200 tokens + 10 requests held at decode (20 waiting there less the backlog) / " in (
+        reason
+    )
+    reason = (await server.engine.decide(Ref(NAMESPACE, "prefill-unknown", dict(unknown.scalerMetadata)))).reason
+    assert reason.endswith(f"; decode not coupled: ScaledObject {NAMESPACE}/nowhere has not been asked about here yet")
+
+
 async def test_decode_per_prefill_auto_holds_the_decode_the_prompt_output_mix_needs(
     scaler: tuple[Server, pb_grpc.ExternalScalerStub],
     prometheus: PrometheusServer,

@@ -15,7 +15,8 @@ NATS = {"role": "prefill", "natsServer": "nats://nats.default.svc:4222"}
 PROM = {"role": "decode", "prometheusAddress": "http://prometheus.monitoring:9090"}
 # What each role's trigger accepts, as errors list it.
 PREFILL_KEYS = (
-    "account, activationLagThreshold, activationThreshold, burstMemory, consumer, engine, lagThreshold, "
+    "account, activationLagThreshold, activationThreshold, burstMemory, consumer, decodeScaledObject, engine, "
+    "lagThreshold, "
     "maxStaleness, meanPromptTokens, metric, metricsPath, metricsPort, natsConnection, natsServer, "
     "natsServerMonitoringEndpoint, podSelector, policy, prefillTokensPerSecond, profile, prometheusAddress, "
     "prometheusConnection, promptTokensField, refineCapacity, role, scrape, seriesSelector, startupDelay, stream, "
@@ -267,6 +268,11 @@ def test_keda_nats_jetstream_metadata_works_unchanged() -> None:
         (
             {**NATS, "lagThreshold": "5", "refineCapacity": "true"},
             "key 'refineCapacity' applies only with policy capacity (the queue-lag default without KEDA's lag keys)",
+        ),
+        (
+            {**NATS, "policy": "threshold", "decodeScaledObject": "decode"},
+            "key 'decodeScaledObject' applies only with policy capacity (the queue-lag default without KEDA's lag "
+            "keys)",
         ),
         (
             {**NATS, "refineCapacity": "sometimes"},
