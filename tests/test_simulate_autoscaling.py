@@ -61,6 +61,16 @@ def test_scale_down_stabilization_keeps_the_highest_recommendation_of_the_last_3
     assert legacy[315.0] == 1
 
 
+def test_the_replicas_found_at_the_first_sync_are_the_first_recommendation() -> None:
+    # The controller's recordInitialRecommendation: an HPA that starts over 8 replicas keeps them through its
+    # scale-down window however low the first proposals are.
+    hpa = HPA(1, 10, Behavior())
+    seen = {t: hpa.reconcile(t, 8, 1.0, 1.0, "AverageValue", 8) for t in (0.0, 15.0, 285.0, 300.0)}
+    assert seen == {0.0: 8, 15.0: 8, 285.0: 8, 300.0: 1}
+    # Only the first sync records them: at 8 again later (scaled from outside), the proposals of 1 decide.
+    assert hpa.reconcile(315.0, 8, 1.0, 1.0, "AverageValue", 8) == 1
+
+
 def test_scale_down_rate_policies_from_the_docs() -> None:
     # scaleDown: Pods 4 per 60 s and Percent 10 per 60 s; the policy allowing the largest change wins.
     down = ScalingRules(0.0, (ScalingPolicy("Pods", 4, 60.0), ScalingPolicy("Percent", 10, 60.0)))

@@ -72,6 +72,7 @@ class HPA:
     behavior: Behavior | None = None  # None: the legacy rules KEDA gets when `advanced.behavior` is not set
     tolerance: float = TOLERANCE
     _recommendations: list[tuple[float, int]] = field(default_factory=list)
+    _synced: bool = False
     _up_events: list[tuple[float, int]] = field(default_factory=list)
     _down_events: list[tuple[float, int]] = field(default_factory=list)
 
@@ -79,6 +80,11 @@ class HPA:
         self, now: float, replicas: int, value: float | None, target: float, metric_type: MetricType, ready: int
     ) -> int:
         """The replica count after one sync; `value` None means the metric could not be read (no change)."""
+        if not self._synced:
+            # The HPA controller's recordInitialRecommendation: the replicas it finds count as its first
+            # recommendation, so it does not scale down within the stabilization window of its start.
+            self._synced = True
+            self._recommendations.append((now, replicas))
         if replicas == 0 and self.min_replicas != 0:
             return 0  # scaled to zero by KEDA: the HPA stands aside
         if replicas > self.max_replicas:
