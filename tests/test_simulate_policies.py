@@ -89,6 +89,7 @@ def test_pd_scaler_is_the_capacity_policy_with_knobs_from_the_deployment() -> No
         "role": "prefill",
         "natsServer": "nats://sim:4222",
         "policy": "capacity",
+        "decodeScaledObject": "sim-decode",
         "prefillTokensPerSecond": f"{2048 / profile.prefill_seconds(2048):.0f}",
         "ttft": "2s",
         "startupDelay": "120s",

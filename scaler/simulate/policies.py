@@ -48,7 +48,12 @@ PD_SCALER_PREFILL = {"role": "prefill", "natsServer": "nats://sim:4222", "lagThr
 PD_SCALER_PREFILL_SIGNAL = {"role": "prefill", "prometheusAddress": "http://sim:9090"}
 PD_SCALER_DECODE = {"role": "decode", "prometheusAddress": "http://sim:9090", "threshold": "0.8"}
 LAG = "lag"  # pd-scaler:lag, the threshold policy with its default decode metric
-CAPACITY_PREFILL = {"role": "prefill", "natsServer": "nats://sim:4222", "policy": "capacity"}
+CAPACITY_PREFILL = {
+    "role": "prefill",
+    "natsServer": "nats://sim:4222",
+    "policy": "capacity",
+    "decodeScaledObject": "sim-decode",
+}
 CAPACITY_DECODE = {
     "role": "decode",
     "prometheusAddress": "http://sim:9090",
