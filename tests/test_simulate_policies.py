@@ -170,6 +170,19 @@ def test_pd_scaler_scales_prefill_on_lag_and_back_after_the_stabilization_window
     assert run.completed == len(run.records)
 
 
+def test_a_warm_start_gives_every_autoscaled_policy_the_replicas_the_oracle_starts_with() -> None:
+    # ~3 prefill replicas' worth of 4,000-token prompts from the first second: the oracle starts with them.
+    requests = [Request(i * 0.05, 4000, 20) for i in range(6000)]
+    warm = oracle.planned(requests, deployment_of(PROFILE, 60.0), Settings(), Config()).initial
+    assert warm[0] >= 3
+    for policy in ("pd-scaler", "keda-builtin", "dynamo-load", "oracle"):
+        run = run_policy(requests, PROFILE, policy, startup=60.0, init=None, horizon=1.0)
+        assert (run.timeline[0].prefill, run.timeline[0].decode) == warm, policy
+    # A given start stays as given.
+    run = run_policy(requests, PROFILE, "keda-builtin", startup=60.0, init=(2, 1), horizon=1.0)
+    assert (run.timeline[0].prefill, run.timeline[0].decode) == (2, 1)
+
+
 def test_scale_from_zero_on_push_is_immediate_and_polling_waits() -> None:
     requests = [Request(100.0 + i, 500, 10) for i in range(5)]
     settings = Settings(prefill=ScaledObjectSpec(min_replicas=0, cooldown_period=30.0))
@@ -251,7 +264,7 @@ def test_simulate_command_writes_the_table_json_and_plot(tmp_path: Path, capsys:
     printed = capsys.readouterr().out
     assert "trace: trace.jsonl x2: 3,000 requests over 5.0 min (9.98/s), mean prompt 2,000 tokens" in printed
     assert "deployment: h200-tp2: qwen3-32b-h200-tp2, TP=2 in a 2-GPU pod, max_num_seqs 256" in printed
-    assert "run: init 2x1, warm-up 60 s, tick 50 ms, request timeout 60 s, seeds 0..1" in printed
+    assert "run: init warm, warm-up 60 s, tick 50 ms, request timeout 60 s, seeds 0..1" in printed
     assert printed.splitlines()[4].split() == [
         "policy", "SLO", "met", "TTFT", "p50/p90/p99", "s", "ITL", "p90", "ms", "GPU-h", "P", "GPU-h", "D",
         "GPU-h", "peak", "PxD", "dropped", "unfinished", "preempted", "GPU-h", "vs", "static:2x1",

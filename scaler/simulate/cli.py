@@ -39,7 +39,7 @@ from scaler.simulate.autoscaling import (
 from scaler.simulate.cluster import ROUTERS
 from scaler.simulate.policies import DEFAULT_POLICIES, Policy, Settings, parse_policy, pd_scaler_metadata, usage
 from scaler.simulate.report import aggregate, comparisons, json_policies, summarize, table
-from scaler.simulate.simulation import Config, Run, SimulationStuck, compare, rng
+from scaler.simulate.simulation import Config, Run, SimulationStuck, compare, init_text, rng
 from scaler.simulate.slo import Slo
 
 BUNDLED_TRACES = ("azure_llm_2023_conv.csv", "azure_llm_2023_code.csv")
@@ -130,6 +130,10 @@ def _shape(text: str) -> tuple[int, int]:
     return int(p), int(d)
 
 
+def _init(text: str) -> tuple[int, int] | None:
+    return None if text == "warm" else _shape(text)
+
+
 def _count(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: must be a whole number >= 1")
@@ -180,7 +184,13 @@ def _common(p: argparse.ArgumentParser, frontier: bool) -> None:
     )
     c.add_argument("--max-num-seqs", type=_count, metavar="N", help="decode engines' max_num_seqs (the deployment's)")
     c.add_argument("--router", choices=ROUTERS, default="round-robin", help="decode router (default %(default)s)")
-    c.add_argument("--init", type=_shape, default=(2, 1), metavar="PxD", help="ready replicas at the start (2x1)")
+    c.add_argument(
+        "--init",
+        type=_init,
+        default=None,
+        metavar="PxD|warm",
+        help="ready replicas of the autoscaled policies at the start (warm: those the oracle starts with)",
+    )
     c.add_argument(
         "--tick", type=duration_arg, metavar="DURATION", default=0.05, help="decode time step (default 50ms)"
     )
@@ -546,7 +556,7 @@ def header(
         f"{stats.mean_output:,.0f}\n"
         f"deployment: {deployment.name}: {p.name}, TP={p.tp} in a {p.gpus}-GPU pod, max_num_seqs {p.max_num_seqs}, "
         f"block {p.block_size}, {p.kv_capacity:,} KV tokens, start-up {deployment.startup}; router {config.router}\n"
-        f"run: init {config.init[0]}x{config.init[1]}, warm-up {config.warmup:g} s, tick {config.tick * 1000:g} ms, "
+        f"run: init {init_text(config.init)}, warm-up {config.warmup:g} s, tick {config.tick * 1000:g} ms, "
         f"request timeout {config.request_timeout:g} s, {seeds_text}\n"
         f"SLO: TTFT <= own prefill + KV transfer + first step + {slo.ttft_slack:g} s and ITL <= "
         f"{slo.itl * 1000:g} ms"

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import math
 import multiprocessing
+import pickle
 import sys
 import time
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ from scaler.simulate import cli
 from scaler.simulate import trace as traces
 from scaler.simulate.policies import REGISTRY, Settings, parse_policy
 from scaler.simulate.report import Aggregate, Stat, Summary, aggregate, difference, json_policies, summarize
-from scaler.simulate.simulation import Config, SimulationStuck, simulate
+from scaler.simulate.simulation import Config, SimulationStuck, init_text, simulate, warm_start
 from scaler.simulate.slo import Slo
 
 ORACLE = "oracle"
@@ -59,6 +60,9 @@ class Task:
 
 
 _TRACES: dict[tuple[str, str], list[traces.Request]] = {}
+# A worker runs many policies of one workload and seed: their warm start (the oracle's plan) is made once. Keyed by
+# the whole task but its policy; bounded by the workloads x seeds of one frontier.
+_WARM: dict[bytes, Config] = {}
 
 
 def _run(task: Task) -> Summary:
@@ -67,7 +71,13 @@ def _run(task: Task) -> Summary:
         _TRACES[key] = cli.load_trace(Path(task.workload.trace), task.trace_format)[1]
     requests = cli.workload(_TRACES[key], task.window, task.workload.scale, task.seed)
     policy = parse_policy(task.policy)
-    run = asyncio.run(simulate(requests, task.deployment, policy, task.settings, task.config))
+    config = task.config
+    if config.init is None:
+        same = pickle.dumps(dataclasses.replace(task, policy=""))
+        if same not in _WARM:
+            _WARM[same] = warm_start(requests, task.deployment, task.settings, config)
+        config = _WARM[same]
+    run = asyncio.run(simulate(requests, task.deployment, policy, task.settings, config))
     return summarize(run, task.slo, task.deployment.profile)
 
 
@@ -177,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     }
     print(
         f"frontier: {len(tasks)} runs ({len(seeds)} seeds) in {elapsed:.0f} s on {args.workers} workers; "
-        f"deployment {deployment.name}, start-up {deployment.startup}, init {args.init[0]}x{args.init[1]}, "
+        f"deployment {deployment.name}, start-up {deployment.startup}, init {init_text(args.init)}, "
         f"warm-up {args.warmup:g} s"
     )
     plotted = []

@@ -35,7 +35,9 @@ from scaler.simulate.cluster import DECODE, PREFILL
 from scaler.simulate.trace import Request
 
 if TYPE_CHECKING:
-    from scaler.simulate.policies import Context
+    from scaler.deployment import Deployment
+    from scaler.simulate.policies import Context, Settings
+    from scaler.simulate.simulation import Config
 
 
 @dataclass(frozen=True)
@@ -54,16 +56,19 @@ class Schedule:
 
 def schedule(ctx: Context) -> Schedule:
     """The schedule for the run's requests."""
-    settings, deployment = ctx.settings, ctx.deployment
+    return planned(ctx.requests, ctx.deployment, ctx.settings, ctx.config)
+
+
+def planned(requests: Sequence[Request], deployment: Deployment, settings: Settings, config: Config) -> Schedule:
     need = plan(
-        ctx.requests,
+        requests,
         deployment.profile,
         settings.ttft_slack,
         settings.itl,
-        ctx.config.tick,
+        config.tick,
         settings.oracle_window,
         (settings.prefill.max_replicas, settings.decode.max_replicas),
-        ctx.config.request_timeout,
+        config.request_timeout,
     )
     return order(need, deployment.startup.high)
 

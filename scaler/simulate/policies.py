@@ -162,6 +162,12 @@ class Context:
     requests: Sequence[Request]
     phases: random.Random  # offsets of periodic loops, from the run's seed
 
+    @property
+    def init(self) -> tuple[int, int]:
+        """The autoscaled policies' replicas at the start (a warm start is resolved before the run)."""
+        assert self.config.init is not None, "simulation.warm_start resolves the start"
+        return self.config.init
+
 
 @dataclass(frozen=True)
 class PolicyKind:
@@ -465,7 +471,7 @@ def _keda_builtin(policy: Policy, ctx: Context) -> Controller:
         DECODE: KedaMemoryMetric(ctx.scraper, memory),
     }
     specs = {PREFILL: ctx.settings.prefill, DECODE: ctx.settings.decode}
-    return KedaController(ctx.cluster, metrics, specs, ctx.settings.hpa_sync, ctx.config.init, ctx.phases)
+    return KedaController(ctx.cluster, metrics, specs, ctx.settings.hpa_sync, ctx.init, ctx.phases)
 
 
 class PdScalerController(KedaController):
@@ -489,7 +495,7 @@ class PdScalerController(KedaController):
                 if all(source is not s for _, _, s in self._refresh):
                     self._refresh.append((ctx.phases.uniform(0, source.interval), len(self._refresh), source))
         heapq.heapify(self._refresh)
-        super().__init__(cluster, metrics, specs, settings.hpa_sync, ctx.config.init, ctx.phases)
+        super().__init__(cluster, metrics, specs, settings.hpa_sync, ctx.init, ctx.phases)
         self.next_time = min(self._schedule[0][0], self._refresh[0][0])
 
     async def act(self, now: float) -> None:
@@ -684,7 +690,7 @@ register(
             ctx.cluster,
             ctx.settings,
             _planner(policy, ctx.settings.planner),
-            ctx.config.init,
+            ctx.init,
             ctx.phases.uniform(0, ctx.settings.planner.sample_interval),
         ),
         _check_planner,

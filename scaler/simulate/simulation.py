@@ -4,6 +4,7 @@ ticks. Every random draw (start-up delays, the phases of the periodic loops) com
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import random
@@ -11,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from scaler.deployment import Deployment
+from scaler.simulate import oracle
 from scaler.simulate.cluster import DECODE, PREFILL, Cluster, Record
 from scaler.simulate.exporters import Scraper
 from scaler.simulate.policies import Context, Controller, Policy, Settings, kind_of
@@ -38,7 +40,8 @@ class Config:
     warmup: float = 300.0  # simulated, left out of SLO and GPU-hours
     horizon: float | None = None  # stop here (default: when the last request has finished)
     request_timeout: float = 60.0  # DYNAMO_RP_TIMEOUT
-    init: tuple[int, int] = (2, 1)  # ready replicas when the trace starts (the ACK guide's 2P1D)
+    # Ready replicas when the trace starts; None: warm, those the oracle starts with (`warm_start`).
+    init: tuple[int, int] | None = None
     router: str = "round-robin"
     seed: int = 0
 
@@ -49,9 +52,24 @@ class Config:
             "warmup_s": self.warmup,
             "horizon_s": self.horizon,
             "request_timeout_s": self.request_timeout,
-            "init": f"{self.init[0]}x{self.init[1]}",
+            "init": init_text(self.init),
             "router": self.router,
         }
+
+
+def init_text(init: tuple[int, int] | None) -> str:
+    return "warm" if init is None else f"{init[0]}x{init[1]}"
+
+
+def warm_start(requests: Sequence[Request], deployment: Deployment, settings: Settings, config: Config) -> Config:
+    """`config` with a warm start where it asks for one: every autoscaled policy starts with the replicas the oracle
+    starts with, those the trace's first start-up delay needs, as static configurations start with theirs. A cold
+    start would be measured too: replicas ordered at the start serve only a start-up delay later, as late as the
+    warm-up's end with a drawn start-up, and the backlog of a load sized for more than the start's replicas drains
+    into the measured time."""
+    if config.init is not None:
+        return config
+    return dataclasses.replace(config, init=oracle.planned(requests, deployment, settings, config).initial)
 
 
 def rng(seed: int, stream: str) -> random.Random:
@@ -96,6 +114,7 @@ async def simulate(
     config: Config = Config(),
     progress: Progress | None = None,
 ) -> Run:
+    config = warm_start(requests, deployment, settings, config)
     cluster = Cluster(
         requests,
         deployment.profile,
@@ -211,6 +230,7 @@ async def compare(
     progress: Callable[[str, float], None] | None = None,
 ) -> list[Run]:
     """Each policy over the same trace, one after the other."""
+    config = warm_start(requests, deployment, settings, config)
     runs = []
     for policy in policies:
         report = None if progress is None else functools.partial(progress, policy.name)
