@@ -8,7 +8,8 @@ demand and the target is what one replica sustains within the SLO:
   the time capacity ordered now serves; against one replica's prefill throughput.
 - decode, in sequences: what the role holds (running + waiting, or its KV cache's worth of sequences if that is
   more), its running batch grown as the prefill arrivals are forecast to grow over the start-up delay (the
-  waiting, mostly the prefill backlog, held as they are); against the sequences one
+  waiting, mostly the prefill backlog, held as they are, up to what a prefill role meeting its TTFT SLO has in
+  flight); against the sequences one
   replica runs within the ITL SLO (its seats), its KV cache counted full at 90 %. Optional bounds keep decode
   within `minDecodePerPrefill`..`maxDecodePerPrefill` replicas per prefill replica, the lower one given or
   derived from the prompt/output mix (`decodePerPrefill: auto`).
@@ -365,6 +366,7 @@ class Coupling:
     history: PrefillHistory | None
     decision: Decision | None
     unavailable: str = ""  # why there is no prefill data (then history and decision are None)
+    ttft: float = 1.0  # the prefill trigger's TTFT SLO
 
 
 def decide_decode(
@@ -405,10 +407,19 @@ def decide_decode(
         # wait for a seat, and either way are held now, not grown with the arrivals.
         growth = decode_growth(prefill.history, settings)
         slower = _slower(running, growth, len(measured), settings)
-        value = (running * growth * slower + waiting) * per_sequence
+        counted = waiting
+        in_flight = _in_flight(prefill, settings)
+        if in_flight is not None and waiting > in_flight:
+            counted = in_flight
+        value = (running * growth * slower + counted) * per_sequence
         parts.append(f"running x {growth:.3f} prefill arrival growth over the start-up delay")
         if slower > 1.0:
             parts.append(f"x {slower:.3f} for its slower steps")
+        if counted < waiting:
+            parts.append(
+                f"waiting counted up to {counted:.1f}, the requests prefill has in flight meeting its demand within "
+                f"its {prefill.ttft:g}s TTFT SLO (the rest wait on prefill, not on decode)"
+            )
     if (
         prefill is not None
         and prefill.history is not None
@@ -434,6 +445,19 @@ def decide_decode(
     if missing:
         reason += f"; no load series for {', '.join(missing)}"
     return Decision(metric_name, value, seats, value > activation, reason, unmeasured=len(missing))
+
+
+def _in_flight(prefill: Coupling, settings: DecodeSettings) -> float | None:
+    """Requests a prefill role serving its demand within its TTFT SLO has published and not yet delivered to decode
+    (Little's law: its request rate x (TTFT SLO + the mean prompt's prefill)). Decode's engines admit a request, and
+    hold its seat and KV, before its remote prefill: beyond these, the waiting wait on prefill, and more decode
+    seats would only move them from decode's queue into prefill's. None without a prefill decision or prompts."""
+    if prefill.history is None or prefill.decision is None or prefill.decision.target <= 0:
+        return None
+    prompt = _mean_prompt(prefill.history, max(settings.startup_delay, settings.burst_memory))
+    if not prompt:
+        return None
+    return prefill.decision.value / prompt * (prefill.ttft + prompt / prefill.decision.target)
 
 
 def _slower(running: float, growth: float, pods: int, settings: DecodeSettings) -> float:

@@ -408,7 +408,8 @@ class Engine:
                 None, None, f"ScaledObject {namespace}/{prefill} is not a capacity prefill trigger"
             )
         try:
-            return capacity.Coupling(ev.history(), ev.decide())
+            ttft = ev.spec.ttft if isinstance(ev.spec, PrefillTrigger) else 1.0
+            return capacity.Coupling(ev.history(), ev.decide(), ttft=ttft)
         except ScalerError as exc:
             return capacity.Coupling(None, None, exc.message)
 

@@ -170,6 +170,25 @@ def test_decode_grows_its_batch_with_the_prefill_arrivals() -> None:
     assert d.value == pytest.approx(40 * 11 / 8 * 2.5)
 
 
+def test_decode_counts_only_the_waiting_a_prefill_meeting_its_slo_has_in_flight() -> None:
+    # Prefill's demand is 16,000 tokens/s of 1,000-token prompts: 16 requests/s, each published for at most its
+    # 1 s TTFT SLO and 1000 / 8000 s of prefill, so 18 in flight. Decode's engines hold 500 waiting for their
+    # remote prefill: the other 482 wait on prefill, and more decode seats would not serve them sooner.
+    steady = history([(0, 2)], 300)
+    prefill = Coupling(steady, Decision("p", 16000.0, 8000.0, True, ""), ttft=1.0)
+    d = decide_decode("m", ["d0"], loads((40, 500, 0.5)), DECODE, prefill)
+    assert d.value == pytest.approx(40 + 18)
+    assert "waiting counted up to 18.0, the requests prefill has in flight meeting its demand within its 1s TTFT " in (
+        d.reason
+    )
+    # Fewer waiting than that: all count. A longer TTFT SLO has more in flight.
+    assert decide_decode("m", ["d0"], loads((40, 10, 0.1)), DECODE, prefill).value == pytest.approx(50)
+    slack = Coupling(steady, Decision("p", 16000.0, 8000.0, True, ""), ttft=2.0)
+    assert decide_decode("m", ["d0"], loads((40, 500, 0.5)), DECODE, slack).value == pytest.approx(40 + 34)
+    # Without a prefill decision every waiting sequence counts.
+    assert decide_decode("m", ["d0"], loads((40, 500, 0.5)), DECODE, Coupling(steady, None)).value == 540.0
+
+
 def test_a_growing_batch_steps_slower_so_its_sequences_stay_longer() -> None:
     # The batch of 80 on one replica grows 11 / 8 fold, to 110 (within 200 seats); with steps of 20 ms + 0.1 ms a
     # sequence, each step takes 31 ms instead of 28, and every sequence stays that much longer (Little's law).
