@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import grpc
 import nats
@@ -16,7 +18,8 @@ from scaler.connections import Connections
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.server import Server
-from scaler.sources.backlog import MAX_READ_BYTES, MAX_READS
+from scaler.sources import backlog as backlog_reader
+from scaler.sources.backlog import MAX_READ_BYTES, MAX_READ_SECONDS, MAX_READS
 from scaler.sources.history import MAX_PAYLOAD, prompt_tokens
 from tests.conftest import CONSUMER, STREAM, eventually, make_queue, prefill_ref
 from tests.servers import NatsServer
@@ -178,6 +181,32 @@ async def test_a_backlog_bigger_than_a_refresh_s_byte_budget_reads_up_to_it_and_
         assert await value(Stub(channel), ref) == pytest.approx(backlog / 4)
         reason = by_name(await status_json(scaler))["prefill"]["reason"]
         assert f"({60 - read} of 60 messages not read yet, at the mean of the {read} read)" in reason
+
+
+async def test_a_refresh_reads_for_at_most_its_time_budget_and_counts_the_rest_at_the_mean(
+    js: JetStreamContext,
+    nats_server: NatsServer,
+    make_scaler: Callable[..., Awaitable[Server]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sizes = [300 + 900 * i for i in range(10)]  # 300, 1,200, 2,100, ...: few and small, neither count nor bytes bind
+    for i, tokens in enumerate(sizes):
+        await js.publish(f"{STREAM}.queue", remote_prefill(i, tokens))
+
+    # A server that takes 0.25 s to answer each get, on the reader's own clock: it reads the clock once as the
+    # refresh starts and once before each get, and each reading finds 0.25 s more gone. Gets start 0.25, 0.5 and
+    # 0.75 s into the budget; at 1 s it is spent, whatever the wall clock did meanwhile.
+    readings = iter(range(1 << 20))
+    monkeypatch.setattr(backlog_reader, "time", SimpleNamespace(monotonic=lambda: next(readings) * 0.25))
+    read = math.ceil(MAX_READ_SECONDS / 0.25) - 1
+    assert read == 3
+    scaler = await make_scaler(refresh_interval=60.0)  # one refresh: no arrival wakes it either
+    ref = prefill_ref(nats_server, policy="capacity", startupDelay="2s", ttft="2s")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{scaler.grpc_port}") as channel:
+        # 300 + 1,200 + 2,100 read; the 7 unread at their mean, 1,200: 12,000 tokens drained within 4 s.
+        assert await value(Stub(channel), ref) == (3600 + 7 * 1200) / 4
+        reason = by_name(await status_json(scaler))["prefill"]["reason"]
+        assert "backlog 10 messages / 12000 tokens (7 of 10 messages not read yet, at the mean of the 3 read)" in reason
 
 
 async def test_messages_it_may_not_read_leave_the_backlog_at_the_estimate_and_the_reason_says_why(
