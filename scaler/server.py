@@ -117,6 +117,7 @@ class Server:
         self.engine = Engine(
             sources, self.metrics, admission=settings.admission, max_scaledobjects=settings.max_scaledobjects
         )
+        self.service = ExternalScaler(self.engine, self.metrics)
         self.health = health_aio.HealthServicer()
         self.grpc = grpc.aio.server(
             options=[
@@ -132,7 +133,7 @@ class Server:
 
     async def start(self) -> None:
         s = self.settings
-        pb_grpc.add_ExternalScalerServicer_to_server(ExternalScaler(self.engine, self.metrics), self.grpc)
+        pb_grpc.add_ExternalScalerServicer_to_server(self.service, self.grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc)
         address = f"{s.bind_address}:{s.grpc_port}"

@@ -21,6 +21,7 @@ from nats.js import JetStreamContext
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.server import Server
+from scaler.service import _RESPONSES, _metrics_response, _spec_response
 from tests.conftest import eventually, metrics_request, prefill_ref, rpc_error
 from tests.servers import NatsServer, free_port
 from tests.test_prefill import scrape
@@ -113,6 +114,61 @@ async def test_keda_keys_are_not_part_of_the_cache_key_and_variants_are_bounded(
     assert len(server.engine._evaluators) == 20
     answer = await stub.GetMetricSpec(prefill_ref(nats_server, lagThreshold="3"))  # rebuilt when asked again
     assert answer.metricSpecs[0].targetSizeFloat == 3.0
+
+
+async def test_requests_remembered_are_at_most_max_scaledobjects_of_at_most_2_kib_and_never_a_refused_one(
+    nats_server: NatsServer, make_scaler: StartScaler, channel: Callable[[Server], Stub]
+):
+    server = await make_scaler(max_scaledobjects=20)
+    stub = channel(server)
+    kept = []
+    for i in range(50):  # distinct requests: up to 20 are remembered, then the cache starts over
+        await stub.GetMetricSpec(prefill_ref(nats_server, lagThreshold=str(i + 1)))
+        kept.append(len(server.service._ref))
+    assert kept == [i % 20 + 1 for i in range(50)]
+    # Over 2 KiB serialized: answered every time, never remembered.
+    big = prefill_ref(nats_server, lagThreshold="7", scalerAddress="pd-scaler.keda:9090" + "x" * 2000)
+    assert len(big.SerializeToString()) > 2048
+    for _ in range(2):
+        assert (await stub.GetMetricSpec(big)).metricSpecs[0].targetSizeFloat == 7.0
+    assert len(server.service._ref) == 10
+    # Refused: the same answer, naming what is wrong, every time it is asked.
+    long_name = prefill_ref(nats_server, name="n" * 254)
+    bad_value = prefill_ref(nats_server, lagThreshold="1e19")
+    for _ in range(2):
+        for request, details in (
+            (long_name, "the ScaledObject name is 254 characters long; at most 253"),
+            (bad_value, "key 'lagThreshold': invalid value '1e19': Input should be less than or equal to 1000000000"),
+        ):
+            error = await rpc_error(stub.GetMetricSpec(request))
+            assert error is not None
+            assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT, details)
+    # The long name is refused before anything is kept; the value's request is kept as it came, and the engine
+    # checks its metadata at every call.
+    assert long_name.SerializeToString() not in server.service._ref._refs
+    assert len(server.service._ref) == 11
+
+
+async def test_answers_are_built_once_each_and_at_most_4096_of_each_kind_are_kept(
+    nats_server: NatsServer, js: JetStreamContext, make_scaler: StartScaler, channel: Callable[[Server], Stub]
+):
+    server = await make_scaler()
+    stub = channel(server)
+    for cached in (_metrics_response, _spec_response):
+        cached.cache_clear()
+    ref = prefill_ref(nats_server)
+    for _ in range(3):  # the calls' answers come from the caches
+        await stub.GetMetricSpec(ref)
+        await stub.GetMetrics(metrics_request(ref))
+    for cached in (_metrics_response, _spec_response):
+        assert (cached.cache_info().hits, cached.cache_info().currsize) == (2, 1)
+    # A value that changes at every sample makes a new answer each time: the oldest go past 4,096.
+    for cached in (_metrics_response, _spec_response):
+        for i in range(_RESPONSES + 100):
+            cached("m", float(i))
+        assert (cached.cache_info().maxsize, cached.cache_info().currsize) == (4096, 4096)
+        assert cached("m", 0.0) == cached.__wrapped__("m", 0.0)  # dropped, built again alike
+        cached.cache_clear()
 
 
 async def test_per_scaledobject_series_are_bounded_and_leave_with_their_owner(
