@@ -14,13 +14,15 @@ import pytest
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from scaler.connections import Connections
+from scaler.connections import Connections, NatsProfile
+from scaler.metrics import Metrics
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.server import Server
 from scaler.sources import backlog as backlog_reader
 from scaler.sources.backlog import MAX_READ_BYTES, MAX_READ_SECONDS, MAX_READS
 from scaler.sources.history import MAX_PAYLOAD, prompt_tokens
+from scaler.sources.nats import JetStreamLagSource, NatsConnections
 from tests.conftest import CONSUMER, STREAM, eventually, make_queue, prefill_ref
 from tests.servers import NatsServer
 from tests.test_status import by_name, status_json
@@ -207,6 +209,39 @@ async def test_a_refresh_reads_for_at_most_its_time_budget_and_counts_the_rest_a
         assert await value(Stub(channel), ref) == (3600 + 7 * 1200) / 4
         reason = by_name(await status_json(scaler))["prefill"]["reason"]
         assert "backlog 10 messages / 12000 tokens (7 of 10 messages not read yet, at the mean of the 3 read)" in reason
+
+
+async def test_a_sample_is_stamped_when_its_consumer_info_was_taken_not_after_its_backlog_was_read(
+    js: JetStreamContext, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i, tokens in enumerate([200, 800, 1500, 4000]):
+        await js.publish(f"{STREAM}.queue", remote_prefill(i, tokens))
+    # A server that takes 0.25 s to answer each get, on the source's clock: stamped after reading the 4 messages,
+    # the sample would be a second late, and a rate measured from it over 5 s 25 % high.
+    now = 100.0
+    get_msg = JetStreamContext.get_msg
+
+    async def slow_get_msg(self: JetStreamContext, *args: object, **kwargs: object) -> object:
+        nonlocal now
+        msg = await get_msg(self, *args, **kwargs)
+        now += 0.25
+        return msg
+
+    monkeypatch.setattr(JetStreamContext, "get_msg", slow_get_msg)
+    metrics = Metrics()
+    profile = NatsProfile(servers=(nats_server.url,))
+    source = JetStreamLagSource(
+        NatsConnections(metrics), "queue", "queue", profile, STREAM, CONSUMER, 60.0, metrics, clock=lambda: now
+    )
+    source.reads_backlog = True
+    source.open()
+    try:
+        await source.refresh()
+        sample = source.queue.snapshot().last
+        assert (sample.t, sample.backlog, sample.backlog_tokens) == (100.0, 4, 6500.0)
+        assert now == 101.0  # the 4 messages were read, after the sample's time
+    finally:
+        await source.close()
 
 
 async def test_messages_it_may_not_read_leave_the_backlog_at_the_estimate_and_the_reason_says_why(

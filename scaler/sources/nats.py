@@ -199,14 +199,17 @@ class JetStreamLagSource(LagSource[ConsumerLag]):
             )
         except bounded.BadAnswer as exc:
             raise SourceUnavailable(f"{self.name}: {exc}") from None
+        # The sample is as of the consumer info: reading the backlog after it takes up to a second (or a get's
+        # timeout), and rates over samples stamped that much late would be off by as much.
+        taken = self.clock()
         backlog = await self._backlog_tokens(nc, info, lag) if self.reads_backlog else None
         if backlog is None:
-            self.queue.record(self.clock(), lag.total, waiting=lag.pending)
+            self.queue.record(taken, lag.total, waiting=lag.pending)
         elif isinstance(backlog, BacklogTokens):
-            self.queue.record(self.clock(), lag.total, backlog.tokens, backlog.note, waiting=lag.pending)
+            self.queue.record(taken, lag.total, backlog.tokens, backlog.note, waiting=lag.pending)
         else:  # estimated from the newest arrivals seen, as the note says
             note = f"counted as the newest arrivals seen, at meanPromptTokens beyond them: {backlog}"
-            self.queue.record(self.clock(), lag.total, note=note, waiting=lag.pending)
+            self.queue.record(taken, lag.total, note=note, waiting=lag.pending)
         return lag
 
     async def _backlog_tokens(self, nc: NatsClient, info: ConsumerInfo, lag: ConsumerLag) -> BacklogTokens | str:
