@@ -4,11 +4,13 @@ the API-faithful Kubernetes server, KEDA's gRPC calls."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
 from scaler.proto import externalscaler_pb2 as pb
@@ -98,6 +100,55 @@ async def test_the_target_becomes_the_rate_each_ready_replica_delivers_while_req
         assert reason.endswith("; configured 9000")
     finally:
         worker.cancel()
+
+
+async def test_two_scalers_on_the_same_queue_and_pods_measure_the_same_capacity(
+    kube: tuple[kubeapi.KubeAPI, kubeapi.DynamoPD, Path],
+    nc: NatsClient,
+    js: JetStreamContext,
+    nats_server: NatsServer,
+    make_scaler: Callable[..., Awaitable[Server]],
+) -> None:
+    # Two replicas of the scaler behind KEDA's round-robin: each its own sources, sampling the queue and listing the
+    # pods on its own schedule.
+    servers = [await make_scaler(kubeconfig=kube[2], kube_refresh_interval=0.1) for _ in range(2)]
+    ref = refined_ref(nats_server, kube[1].prefill)
+    async with contextlib.AsyncExitStack() as stack:
+        stubs = [
+            Stub(await stack.enter_async_context(grpc.aio.insecure_channel(f"127.0.0.1:{s.grpc_port}")))
+            for s in servers
+        ]
+        for stub in stubs:
+            assert await target(stub, ref) == 9000.0
+            await value(stub, ref)
+        # Published at once (without waiting for each ack), so that no replica's first 5 s of requests waiting
+        # starts long before the worker.
+        for i in range(600):
+            await nc.publish(f"{STREAM}.queue", remote_prefill(i, 50))
+        await nc.flush()
+        # 80 requests of 50 tokens a second over 2 ready pods: 2,000 tokens/s each. Small requests, so that one
+        # more or less in a replica's 5 s window moves its figure by 0.25 % only.
+        worker = asyncio.create_task(work(js, 80.0, 600))
+        try:
+
+            async def measured() -> list[float]:
+                targets = []
+                for stub in stubs:
+                    await value(stub, ref)  # KEDA's polling: each call decides, and the decision sets the target
+                    targets.append(await target(stub, ref))
+                assert 9000.0 not in targets
+                return targets
+
+            # Each measures the last 5 s of requests waiting up to its own newest sample: once both have, and again
+            # as the queue empties.
+            while_busy = await eventually(measured, timeout=15.0)
+            await worker
+            for a, b in (while_busy, await measured()):
+                assert abs(a - b) <= 0.01 * max(a, b), (while_busy, a, b)
+                assert abs(a - 2000.0) <= 100.0, (a, b)
+                assert abs(b - 2000.0) <= 100.0, (a, b)
+        finally:
+            worker.cancel()
 
 
 async def test_discovery_down_leaves_the_configured_target_and_the_reason_says_why(
