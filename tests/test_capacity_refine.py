@@ -69,6 +69,7 @@ async def work(js: JetStreamContext, per_second: float, messages: int) -> None:
 async def test_the_target_becomes_the_rate_each_ready_replica_delivers_while_requests_wait(
     scaler: tuple[Server, Stub],
     kube: tuple[kubeapi.KubeAPI, kubeapi.DynamoPD, Path],
+    nc: NatsClient,
     js: JetStreamContext,
     nats_server: NatsServer,
 ) -> None:
@@ -78,8 +79,11 @@ async def test_the_target_becomes_the_rate_each_ready_replica_delivers_while_req
     await value(stub, ref)
     reason = by_name(await status_json(server))[kube[1].prefill]["reason"]
     assert "; capacity configured 9000 tokens/s per replica, not measured: no request waited over the last" in reason
+    # Published at once (without waiting for each ack), so that requests wait no longer before the worker starts
+    # than the window the rate is measured over allows for.
     for i in range(300):
-        await js.publish(f"{STREAM}.queue", remote_prefill(i, 100))
+        await nc.publish(f"{STREAM}.queue", remote_prefill(i, 100))
+    await nc.flush()
     # 40 requests of 100 tokens a second, taken off the queue by the role's 2 ready pods: 2,000 tokens/s each.
     worker = asyncio.create_task(work(js, 40.0, 300))
     try:
