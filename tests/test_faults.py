@@ -6,6 +6,7 @@ ScaledObjects keep their answers without waiting on the broken source, correct v
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,9 +16,13 @@ import grpc
 import nats
 import pytest
 
+from scaler.connections import NatsProfile
+from scaler.errors import SourceUnavailable
+from scaler.metrics import Metrics
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.server import Server
+from scaler.sources.nats import NatsConnection
 from tests import kubeapi
 from tests.conftest import eventually, make_queue, metrics_request, prefill_ref
 from tests.exporters import NAMESPACE
@@ -160,3 +165,24 @@ async def test_kubernetes_api_failing_or_hanging(
     assert prefill
     assert {o for o, _ in prefill} == {0.0}
     assert max(latency for _, latency in prefill) < NOT_WAITING
+
+
+async def test_a_connect_cancelled_under_way_leaves_no_client_behind(nats_server: NatsServer) -> None:
+    # A source stopped (the scaler shutting down, say) while its first connect is under way: whatever nats-py
+    # does with the cancel, the client it was connecting is closed and its reading, pinging and flushing tasks
+    # end. The cancel lands at each of the connect's first steps in turn (nats-py went on connecting after some).
+    metrics = Metrics()
+    for steps in range(16):
+        conn = NatsConnection("n", NatsProfile(servers=(nats_server.url,)), metrics)
+        connecting = asyncio.create_task(conn.client())
+        for _ in range(steps):
+            await asyncio.sleep(0)  # one step of the connect
+        connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, SourceUnavailable):
+            await connecting
+
+    async def no_client_left() -> None:
+        left = [t.get_coro().__qualname__ for t in asyncio.all_tasks() if not t.done()]
+        assert [name for name in left if name.startswith("Client.")] == []
+
+    await eventually(no_client_left, timeout=5.0)

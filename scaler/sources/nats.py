@@ -88,11 +88,17 @@ class NatsConnection:
                 ),
                 CONNECT_TIMEOUT,
             )
-        except Exception as exc:
+        except BaseException as exc:
+            # Cancelled too (its source stopping): nats-py may go on connecting, and nobody would close the client.
             with contextlib.suppress(Exception):
                 await client.close()
+            if not isinstance(exc, Exception):
+                raise
             cause = self._last_error if isinstance(exc, asyncio.TimeoutError) and self._last_error else exc
             raise SourceUnavailable(f"nats {self.label}: cannot connect: {_describe(cause)}") from None
+        if self._closing:  # closed while it connected: nobody would use or close this client
+            await client.close()
+            raise SourceUnavailable(f"nats {self.label}: closed")
         return client
 
     async def _disconnected(self) -> None:
