@@ -197,4 +197,10 @@ async def serve(settings: Settings) -> int:
     await stop.wait()
     log.info("shutting down")
     await server.stop()
+    # A call still open at the stop ends on grpc's side once the core has cancelled it, just after stop returns:
+    # let those tasks end (bounded by the grace) before asyncio.run cancels what is left, which grpc would log as
+    # an error of the call's servicer method.
+    others = asyncio.all_tasks() - {asyncio.current_task()}
+    if others:
+        await asyncio.wait(others, timeout=settings.shutdown_grace)
     return 0
