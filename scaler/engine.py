@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import operator
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
@@ -384,16 +385,17 @@ class Engine:
         return Evaluator(spec, (role, data), decide, "capacity (sequences)", loads=loads)
 
     def _decode_loads(self, namespace: str, decode: str) -> RoleLoads | str:
-        """The decode role's loads for a coupled prefill trigger, or why there are none."""
+        """The decode role's loads for a coupled prefill trigger, or why there are none (interned: the same reason is
+        the same object, so the prefill decision made with it is kept while it holds)."""
         ev = self._by_object.get((namespace, decode))
         if ev is None:
-            return f"ScaledObject {namespace}/{decode} has not been asked about here yet"
+            return sys.intern(f"ScaledObject {namespace}/{decode} has not been asked about here yet")
         if ev.loads is None:
-            return f"ScaledObject {namespace}/{decode} is not a capacity decode trigger"
+            return sys.intern(f"ScaledObject {namespace}/{decode} is not a capacity decode trigger")
         try:
             return ev.loads()
         except ScalerError as exc:
-            return exc.message
+            return sys.intern(exc.message)
 
     def _coupling(self, namespace: str, prefill: str | None) -> capacity.Coupling | None:
         """The prefill role's history and decision for a coupled decode trigger, or why there are none."""

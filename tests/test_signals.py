@@ -501,6 +501,10 @@ async def test_prefill_counts_the_requests_decode_holds_beyond_the_queue_s_backl
     )
     reason = (await server.engine.decide(Ref(NAMESPACE, "prefill-unknown", dict(unknown.scalerMetadata)))).reason
     assert reason.endswith(f"; decode not coupled: ScaledObject {NAMESPACE}/nowhere has not been asked about here yet")
+    # Decided once per sample, coupled or not: asked again before the sources refresh, the same decision.
+    for name, so in (("prefill", prefill), ("prefill-unknown", unknown)):
+        evaluator = server.engine.evaluator(Ref(NAMESPACE, name, dict(so.scalerMetadata)))
+        assert evaluator.decide() is evaluator.decide()
 
 
 async def test_decode_per_prefill_auto_holds_the_decode_the_prompt_output_mix_needs(
