@@ -7,9 +7,9 @@ demand and the target is what one replica sustains within the SLO:
   serves a start-up delay later), with queueing head-room for the TTFT SLO, plus the backlog's tokens to drain by
   the time capacity ordered now serves; against one replica's prefill throughput.
 - decode, in sequences: what the role holds (running + waiting, or its KV cache's worth of sequences if that is
-  more), its running batch grown as the prefill arrivals are forecast to grow over the start-up delay (the
-  waiting, mostly the prefill backlog, held as they are, up to what a prefill role meeting its TTFT SLO has in
-  flight); against the sequences one
+  more), its running batch grown to the busiest prefill arrivals within the burst memory (the waiting, mostly
+  the prefill backlog, held as they are, up to what a prefill role meeting its TTFT SLO has in flight); against
+  the sequences one
   replica runs within the ITL SLO (its seats), its KV cache counted full at 90 %. Optional bounds keep decode
   within `minDecodePerPrefill`..`maxDecodePerPrefill` replicas per prefill replica, the lower one given or
   derived from the prompt/output mix (`decodePerPrefill: auto`).
@@ -402,7 +402,7 @@ def decide_decode(
         parts.append(f"prefill not coupled: {prefill.unavailable}")
     else:
         # The batch holds sequences in proportion to the rate they enter decode (Little's law: running = rate x
-        # time in decode), so it grows as that rate is forecast to grow over the start-up delay. Decode admits a
+        # time in decode), so it grows to the busiest rate the prefill arrivals have reached lately. Decode admits a
         # request before its remote prefill: the waiting ones are the prefill backlog (their KV is counted) or
         # wait for a seat, and either way are held now, not grown with the arrivals.
         growth = decode_growth(prefill.history, settings)
@@ -412,7 +412,7 @@ def decide_decode(
         if in_flight is not None and waiting > in_flight:
             counted = in_flight
         value = (running * growth * slower + counted) * per_sequence
-        parts.append(f"running x {growth:.3f} prefill arrival growth over the start-up delay")
+        parts.append(f"running x {growth:.3f} to the busiest prefill arrivals within the burst memory")
         if slower > 1.0:
             parts.append(f"x {slower:.3f} for its slower steps")
         if counted < waiting:
@@ -471,14 +471,21 @@ def _slower(running: float, growth: float, pods: int, settings: DecodeSettings) 
 
 
 def decode_growth(history: PrefillHistory, settings: DecodeSettings) -> float:
-    """How much the decode batch grows over the start-up delay: the forecast arrival rate over the rate that
-    filled the batch now, the busier of the last quarter-window and the last window. A sequence stays in decode for
-    seconds (its output at one step each): at a burst's start the batch holds the last quarter-window's arrivals
-    (against the window's average the burst would be counted twice, in the batch and in the growth); after it,
-    the batch still drains the burst's sequences, which the window counts."""
+    """How much the decode batch grows by the time capacity ordered now serves: the busiest quarter-window of the
+    prefill arrivals within the burst memory (or the last window's rate, if higher) over the rate that filled the
+    batch now, the busier of the last quarter-window and the last window. A sequence stays in decode for seconds
+    (its output at one step each): at a burst's start the batch holds the last quarter-window's arrivals (against
+    the window's average the burst would be counted twice, in the batch and in the growth); after it, the batch
+    still drains the burst's sequences, which the window counts.
+
+    Not along the arrivals' trend, as prefill is: a prefill role behind the arrivals builds a queue every later
+    request waits behind, so it takes the trend's head-room; a decode engine over its seats takes up to its
+    `max_num_seqs` at longer steps and catches up as the batch turns over in seconds. In `simulate frontier` the
+    trend's extrapolation (3x the new rate - 2x the old a window after a step) bought decode no SLO for its
+    GPU-hours."""
     messages = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, tokens=False)
     recent = max(messages.recent, messages.now)
-    return max(1.0, messages.rate / recent) if recent > 0 else 1.0
+    return max(1.0, max(messages.peak, messages.now) / recent) if recent > 0 else 1.0
 
 
 def mix_ratio(history: PrefillHistory, prefill: Decision, settings: DecodeSettings, output: float) -> float | None:

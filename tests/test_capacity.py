@@ -153,14 +153,19 @@ def test_decode_holds_running_and_waiting_or_its_kv_worth_whichever_is_more() ->
     assert replicas(d) == 3
 
 
-def test_decode_grows_its_batch_with_the_prefill_arrivals() -> None:
-    # Prefill arrivals stepped up from 2 to 8 prompts/s at t=270: forecast 11/s (the trend). The batch of 80 was
-    # filled by the last quarter-window's 8/s (a sequence stays in decode for seconds), so it grows 11 / 8 fold.
-    prefill = Coupling(history([(0, 2), (270, 8)], 300, backlog=(1000,) * 4), None)
+def test_decode_grows_its_batch_to_the_busiest_prefill_arrivals_within_the_burst_memory() -> None:
+    # Prefill arrivals at 8 prompts/s, 11/s for 30 s from t=200, 8/s again since t=230. At t=300 the batch of 80
+    # was filled at 8/s (the last window's rate; a sequence stays in decode for seconds): it is provisioned for
+    # 11/s again, 11 / 8 fold.
+    prefill = Coupling(history([(0, 8), (200, 11), (230, 8)], 300, backlog=(1000,) * 4), None)
     d = decide_decode("m", ["d0"], loads((80, 0, 0.4)), DECODE, prefill)
     assert d.value == pytest.approx(80 * 11 / 8)
     assert replicas(d) == 2
-    assert "running x 1.375 prefill arrival growth over the start-up delay" in d.reason
+    assert "running x 1.375 to the busiest prefill arrivals within the burst memory" in d.reason
+    # Stepped up from 2 to 8/s at t=270: the batch already holds the 8/s, and is not grown along the step's trend
+    # (11/s, as prefill forecasts it).
+    stepped = Coupling(history([(0, 2), (270, 8)], 300), None)
+    assert decide_decode("m", ["d0"], loads((80, 0, 0.4)), DECODE, stepped).value == 80.0
     # Waiting sequences (awaiting their remote prefill, or a seat) are held now, not grown with the arrivals.
     d = decide_decode("m", ["d0"], loads((80, 40, 0.4)), DECODE, prefill)
     assert d.value == pytest.approx(80 * 11 / 8 + 40)
@@ -192,7 +197,7 @@ def test_decode_counts_only_the_waiting_a_prefill_meeting_its_slo_has_in_flight(
 def test_a_growing_batch_steps_slower_so_its_sequences_stay_longer() -> None:
     # The batch of 80 on one replica grows 11 / 8 fold, to 110 (within 200 seats); with steps of 20 ms + 0.1 ms a
     # sequence, each step takes 31 ms instead of 28, and every sequence stays that much longer (Little's law).
-    prefill = Coupling(history([(0, 2), (270, 8)], 300), None)
+    prefill = Coupling(history([(0, 8), (200, 11), (230, 8)], 300), None)
     settings = DecodeSettings(seats=200.0, step=lambda batch: 0.020 + 0.0001 * batch)
     d = decide_decode("m", ["d0"], loads((80, 0, 0.1)), settings, prefill)
     assert d.value == pytest.approx(80 * 11 / 8 * 0.031 / 0.028)
@@ -212,10 +217,10 @@ def test_a_burst_under_way_is_in_the_batch_already() -> None:
     d = decide_decode("m", ["d0", "d1", "d2"], loads((100, 0, 0.2), (100, 0, 0.2), (0, 0, 0.0)), DECODE, prefill)
     assert d.value == 200.0
     # Just after it (t=250) the batch still drains the burst's sequences: it was filled at the window's 11/s, not
-    # at the last quarter-window's 2/s, and grows to the trend's 29/s.
+    # at the last quarter-window's 2/s, and grows to the burst's 20/s.
     prefill = Coupling(history([(0, 2), (200, 20), (230, 2)], 250), None)
     d = decide_decode("m", ["d0"], loads((60, 0, 0.1)), DECODE, prefill)
-    assert d.value == pytest.approx(60 * 29 / 11)
+    assert d.value == pytest.approx(60 * 20 / 11)
     # Once it is over, the batch of 20 at 2/s is provisioned for the next one like it: 20 x 20 / 2.
     prefill = Coupling(history([(0, 2), (200, 20), (230, 2)], 300), None)
     d = decide_decode("m", ["d0"], loads((20, 0, 0.02)), DECODE, prefill)
