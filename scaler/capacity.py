@@ -7,7 +7,7 @@ demand and the target is what one replica sustains within the SLO:
   serves a start-up delay later), with queueing head-room for the TTFT SLO, plus the backlog's tokens to drain by
   the time capacity ordered now serves; against one replica's prefill throughput.
 - decode, in sequences: what the role holds (running + waiting, or its KV cache's worth of sequences if that is
-  more), its running batch grown to the busiest prefill arrivals within the burst memory (the waiting, mostly
+  more), its running batch grown to the busiest prefill deliveries within the burst memory (the waiting, mostly
   the prefill backlog, held as they are, up to what a prefill role meeting its TTFT SLO has in flight); against
   the sequences one
   replica runs within the ITL SLO (its seats), its KV cache counted full at 90 %. Optional bounds keep decode
@@ -127,17 +127,36 @@ def _at(samples: Sequence[QueueSample], t: float) -> QueueSample:
     return samples[lo]
 
 
-def _between(a: QueueSample, b: QueueSample, tokens: bool) -> float:
+# What a rate counts: cumulative per sample, so a rate is a difference between two samples over their time apart.
+Count = Callable[[QueueSample], float]
+
+
+def prompt_tokens(s: QueueSample) -> float:
+    """Prompt tokens arrived on the queue."""
+    return s.arrived_tokens
+
+
+def requests(s: QueueSample) -> float:
+    """Requests arrived on the queue."""
+    return float(s.arrived)
+
+
+def delivered(s: QueueSample) -> float:
+    """Requests taken off the queue by the prefill workers: arrived and no longer in the backlog."""
+    return float(s.arrived - s.backlog)
+
+
+def _between(a: QueueSample, b: QueueSample, count: Count) -> float:
     if b.t <= a.t:
         return 0.0
-    return ((b.arrived_tokens - a.arrived_tokens) if tokens else float(b.arrived - a.arrived)) / (b.t - a.t)
+    return (count(b) - count(a)) / (b.t - a.t)
 
 
-def _rate(samples: Sequence[QueueSample], start: float, end: float, tokens: bool) -> float:
-    return _between(_at(samples, start), _at(samples, end), tokens)
+def _rate(samples: Sequence[QueueSample], start: float, end: float, count: Count) -> float:
+    return _between(_at(samples, start), _at(samples, end), count)
 
 
-def _busiest(samples: Sequence[QueueSample], since: float, length: float, tokens: bool) -> float:
+def _busiest(samples: Sequence[QueueSample], since: float, length: float, count: Count) -> float:
     """The highest rate over any `length` seconds that start at `since` or later: every sample ends one (from the
     newest sample at or before its start). Sliding, not in buckets fixed to the moment of asking, so the same
     history gives the same peak whenever it is read."""
@@ -148,12 +167,12 @@ def _busiest(samples: Sequence[QueueSample], since: float, length: float, tokens
             continue
         while i + 1 < len(samples) and samples[i + 1].t <= start:
             i += 1
-        peak = max(peak, _between(samples[i], b, tokens))
+        peak = max(peak, _between(samples[i], b, count))
     return peak
 
 
 def forecast(
-    history: PrefillHistory, startup_delay: float, window: float, memory: float, tokens: bool = True
+    history: PrefillHistory, startup_delay: float, window: float, memory: float, count: Count = prompt_tokens
 ) -> Forecast:
     """Arrivals per second to provision for a start-up delay ahead: the current rate extended along its trend
     (slope between the last two windows; over a shorter history, between its two halves once each is a
@@ -162,17 +181,17 @@ def forecast(
     samples = history.samples
     now = samples[-1].t
     span = now - samples[0].t
-    current = _rate(samples, now - window, now, tokens)
+    current = _rate(samples, now - window, now, count)
     trend = current
     half = min(window, span / 2)
     if half >= window / 4:
-        last = _rate(samples, now - half, now, tokens)
-        previous = _rate(samples, now - 2 * half, now - half, tokens)
+        last = _rate(samples, now - half, now, count)
+        previous = _rate(samples, now - 2 * half, now - half, count)
         trend = max(0.0, last + (last - previous) / half * startup_delay)  # last == current once half == window
     bucket = window / 4
     lookback = max(startup_delay, memory)
-    recent = _rate(samples, now - bucket, now, tokens)
-    peak = _busiest(samples, now - lookback, bucket, tokens)
+    recent = _rate(samples, now - bucket, now, count)
+    peak = _busiest(samples, now - lookback, bucket, count)
     return Forecast(now=current, trend=trend, peak=peak, recent=recent, span=min(span, max(window, lookback)))
 
 
@@ -193,8 +212,8 @@ def prefill_demand(history: PrefillHistory, settings: PrefillSettings, decode_wa
     a decode engine publishes a request's remote prefill only once it has a seat and KV blocks for it, so while
     decode is full the queue sees less than arrives, and the held requests reach prefill together as soon as new
     decode replicas admit them (a start-up delay from now, when capacity ordered now serves)."""
-    tokens = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, tokens=True)
-    messages = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, tokens=False)
+    tokens = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, prompt_tokens)
+    messages = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, requests)
     last = history.last
     # The mean prompt's prefill time sets the queueing head-room an M/G/c-like pool needs to keep the wait within
     # the TTFT SLO (utilisation ttft / (ttft + service time)); over the burst memory, as the peak is.
@@ -402,7 +421,7 @@ def decide_decode(
         parts.append(f"prefill not coupled: {prefill.unavailable}")
     else:
         # The batch holds sequences in proportion to the rate they enter decode (Little's law: running = rate x
-        # time in decode), so it grows to the busiest rate the prefill arrivals have reached lately. Decode admits a
+        # time in decode), so it grows to the busiest rate prefill has delivered at lately. Decode admits a
         # request before its remote prefill: the waiting ones are the prefill backlog (their KV is counted) or
         # wait for a seat, and either way are held now, not grown with the arrivals.
         growth = decode_growth(prefill.history, settings)
@@ -412,7 +431,7 @@ def decide_decode(
         if in_flight is not None and waiting > in_flight:
             counted = in_flight
         value = (running * growth * slower + counted) * per_sequence
-        parts.append(f"running x {growth:.3f} to the busiest prefill arrivals within the burst memory")
+        parts.append(f"running x {growth:.3f} to the busiest prefill deliveries within the burst memory")
         if slower > 1.0:
             parts.append(f"x {slower:.3f} for its slower steps")
         if counted < waiting:
@@ -472,20 +491,22 @@ def _slower(running: float, growth: float, pods: int, settings: DecodeSettings) 
 
 def decode_growth(history: PrefillHistory, settings: DecodeSettings) -> float:
     """How much the decode batch grows by the time capacity ordered now serves: the busiest quarter-window of the
-    prefill arrivals within the burst memory (or the last window's rate, if higher) over the rate that filled the
-    batch now, the busier of the last quarter-window and the last window. A sequence stays in decode for seconds
-    (its output at one step each): at a burst's start the batch holds the last quarter-window's arrivals (against
-    the window's average the burst would be counted twice, in the batch and in the growth); after it, the batch
-    still drains the burst's sequences, which the window counts.
+    requests entering decode within the burst memory (or the last window's rate, if higher) over the rate that
+    filled the batch now, the busier of the last quarter-window and the last window. A request enters the batch
+    when its KV arrives, so at the rate the prefill workers take requests off the queue, not the rate they are
+    published: a prefill role held at its `maxReplicaCount` feeds decode no faster than it prefills, whatever
+    arrives. A sequence stays in decode for seconds (its output at one step each): at a burst's start the batch
+    holds the last quarter-window's entries (against the window's average the burst would be counted twice, in the
+    batch and in the growth); after it, the batch still drains the burst's sequences, which the window counts.
 
     Not along the arrivals' trend, as prefill is: a prefill role behind the arrivals builds a queue every later
     request waits behind, so it takes the trend's head-room; a decode engine over its seats takes up to its
     `max_num_seqs` at longer steps and catches up as the batch turns over in seconds. In `simulate frontier` the
     trend's extrapolation (3x the new rate - 2x the old a window after a step) bought decode no SLO for its
     GPU-hours."""
-    messages = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, tokens=False)
-    recent = max(messages.recent, messages.now)
-    return max(1.0, max(messages.peak, messages.now) / recent) if recent > 0 else 1.0
+    entering = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, delivered)
+    recent = max(entering.recent, entering.now)
+    return max(1.0, max(entering.peak, entering.now) / recent) if recent > 0 else 1.0
 
 
 def mix_ratio(history: PrefillHistory, prefill: Decision, settings: DecodeSettings, output: float) -> float | None:

@@ -19,6 +19,7 @@ from scaler.capacity import (
     forecast,
     measure,
     prefill_demand,
+    requests,
 )
 from scaler.errors import SourceUnavailable
 from scaler.observations import Decision, DecodeLoad, PrefillHistory, QueueSample, ReadySpan, ReplicaHistory
@@ -84,7 +85,7 @@ def test_the_peak_is_the_same_whenever_it_is_read() -> None:
     # prompts/s, whether asked at t=300 or a few seconds later (buckets fixed to the moment of asking would cut
     # it in two at some of those moments, and the decision would flicker).
     spike = [(0, 2), (203, 40), (208, 2)]
-    peaks = [forecast(history(spike, end), 120.0, 60.0, BURST_MEMORY, tokens=False).peak for end in range(300, 316)]
+    peaks = [forecast(history(spike, end), 120.0, 60.0, BURST_MEMORY, requests).peak for end in range(300, 316)]
     assert peaks == [pytest.approx(220 / 15)] * 16
 
 
@@ -124,7 +125,7 @@ def test_a_young_history_has_a_trend_from_its_two_halves() -> None:
     # One minute of history, 2 prompts/s then 4/s from t=30: the halves' slope (2 per 30 s) over the 120 s
     # start-up gives 12 prompts/s, where waiting for two full windows would read 3/s (the minute's average) and
     # order capacity two minutes late.
-    f = forecast(history([(0, 2), (30, 4)], 60), 120.0, 60.0, BURST_MEMORY, tokens=False)
+    f = forecast(history([(0, 2), (30, 4)], 60), 120.0, 60.0, BURST_MEMORY, requests)
     assert (f.now, f.trend, f.peak) == (3.0, 12.0, 4.0)
     assert decide_prefill("m", history([(0, 2), (30, 4)], 60), PREFILL).value == 12000.0 * 1.125
 
@@ -153,15 +154,24 @@ def test_decode_holds_running_and_waiting_or_its_kv_worth_whichever_is_more() ->
     assert replicas(d) == 3
 
 
-def test_decode_grows_its_batch_to_the_busiest_prefill_arrivals_within_the_burst_memory() -> None:
-    # Prefill arrivals at 8 prompts/s, 11/s for 30 s from t=200, 8/s again since t=230. At t=300 the batch of 80
-    # was filled at 8/s (the last window's rate; a sequence stays in decode for seconds): it is provisioned for
-    # 11/s again, 11 / 8 fold.
-    prefill = Coupling(history([(0, 8), (200, 11), (230, 8)], 300, backlog=(1000,) * 4), None)
+def test_decode_grows_its_batch_to_the_busiest_prefill_deliveries_within_the_burst_memory() -> None:
+    # Prefill takes 8 requests/s off the queue, 11/s for 30 s from t=200, 8/s again since t=230. At t=300 the batch
+    # of 80 was filled at 8/s (the last window's rate; a sequence stays in decode for seconds): it is provisioned
+    # for 11/s again, 11 / 8 fold.
+    prefill = Coupling(history([(0, 8), (200, 11), (230, 8)], 300), None)
     d = decide_decode("m", ["d0"], loads((80, 0, 0.4)), DECODE, prefill)
     assert d.value == pytest.approx(80 * 11 / 8)
     assert replicas(d) == 2
-    assert "running x 1.375 to the busiest prefill arrivals within the burst memory" in d.reason
+    assert "running x 1.375 to the busiest prefill deliveries within the burst memory" in d.reason
+    # The same arrivals on a prefill role that prefills 8/s at most: the 3/s more of the burst stay in its queue,
+    # and enter decode no faster than 8/s. The batch is not grown for them.
+    capped = [
+        QueueSample(float(t), a, a * 1000.0, b, b * 1000.0)
+        for t in range(301)
+        for a, b in [(8 * t + 3 * min(max(t - 200, 0), 30), 3 * min(max(t - 200, 0), 30))]
+    ]
+    d = decide_decode("m", ["d0"], loads((80, 0, 0.4)), DECODE, Coupling(PrefillHistory(tuple(capped)), None))
+    assert d.value == 80.0
     # Stepped up from 2 to 8/s at t=270: the batch already holds the 8/s, and is not grown along the step's trend
     # (11/s, as prefill forecasts it).
     stepped = Coupling(history([(0, 2), (270, 8)], 300), None)
@@ -212,7 +222,7 @@ def test_a_burst_under_way_is_in_the_batch_already() -> None:
     # averages 6.5/s and its trend 15.5/s: the burst's 20/s is the forecast and also what filled the batch, so
     # the batch of 200 is not grown again (against the minute's average it would be 20 / 6.5 times).
     prefill = Coupling(history([(0, 2), (200, 20)], 215), None)
-    f = forecast(history([(0, 2), (200, 20)], 215), 120.0, 60.0, BURST_MEMORY, tokens=False)
+    f = forecast(history([(0, 2), (200, 20)], 215), 120.0, 60.0, BURST_MEMORY, requests)
     assert (f.now, f.trend, f.peak, f.recent) == (6.5, 15.5, 20.0, 20.0)
     d = decide_decode("m", ["d0", "d1", "d2"], loads((100, 0, 0.2), (100, 0, 0.2), (0, 0, 0.0)), DECODE, prefill)
     assert d.value == 200.0
