@@ -100,7 +100,6 @@ class PrefillDemand:
     """The prefill role's demand in prompt tokens per second, in parts."""
 
     tokens: Forecast
-    messages: Forecast
     headroom: float  # queueing head-room factor for the TTFT SLO (1 + mean prefill time / ttft)
     backlog: int
     backlog_tokens: float
@@ -134,11 +133,6 @@ Count = Callable[[QueueSample], float]
 def prompt_tokens(s: QueueSample) -> float:
     """Prompt tokens arrived on the queue."""
     return s.arrived_tokens
-
-
-def requests(s: QueueSample) -> float:
-    """Requests arrived on the queue."""
-    return float(s.arrived)
 
 
 def delivered(s: QueueSample) -> float:
@@ -213,7 +207,6 @@ def prefill_demand(history: PrefillHistory, settings: PrefillSettings, decode_wa
     decode is full the queue sees less than arrives, and the held requests reach prefill together as soon as new
     decode replicas admit them (a start-up delay from now, when capacity ordered now serves)."""
     tokens = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, prompt_tokens)
-    messages = forecast(history, settings.startup_delay, settings.window, settings.burst_memory, requests)
     last = history.last
     # The mean prompt's prefill time sets the queueing head-room an M/G/c-like pool needs to keep the wait within
     # the TTFT SLO (utilisation ttft / (ttft + service time)); over the burst memory, as the peak is.
@@ -225,7 +218,6 @@ def prefill_demand(history: PrefillHistory, settings: PrefillSettings, decode_wa
     held_tokens = held * mean_prompt
     return PrefillDemand(
         tokens=tokens,
-        messages=messages,
         headroom=headroom,
         backlog=last.backlog,
         backlog_tokens=last.backlog_tokens,

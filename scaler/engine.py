@@ -384,14 +384,22 @@ class Engine:
 
         return Evaluator(spec, (role, data), decide, "capacity (sequences)", loads=loads)
 
-    def _decode_loads(self, namespace: str, decode: str) -> RoleLoads | str:
-        """The decode role's loads for a coupled prefill trigger, or why there are none (interned: the same reason is
-        the same object, so the prefill decision made with it is kept while it holds)."""
-        ev = self._by_object.get((namespace, decode))
+    def _other_role(self, namespace: str, name: str, role: str) -> Evaluator | str:
+        """The capacity evaluator of the other role's ScaledObject a coupled trigger names, or why there is none
+        (interned: the same reason is the same object, so a decision made with it is kept while it holds)."""
+        ev = self._by_object.get((namespace, name))
         if ev is None:
-            return sys.intern(f"ScaledObject {namespace}/{decode} has not been asked about here yet")
-        if ev.loads is None:
-            return sys.intern(f"ScaledObject {namespace}/{decode} is not a capacity decode trigger")
+            return sys.intern(f"ScaledObject {namespace}/{name} has not been asked about here yet")
+        if (ev.history if role == "prefill" else ev.loads) is None:
+            return sys.intern(f"ScaledObject {namespace}/{name} is not a capacity {role} trigger")
+        return ev
+
+    def _decode_loads(self, namespace: str, decode: str) -> RoleLoads | str:
+        """The decode role's loads for a coupled prefill trigger, or why there are none."""
+        ev = self._other_role(namespace, decode, "decode")
+        if isinstance(ev, str):
+            return ev
+        assert ev.loads is not None
         try:
             return ev.loads()
         except ScalerError as exc:
@@ -401,17 +409,13 @@ class Engine:
         """The prefill role's history and decision for a coupled decode trigger, or why there are none."""
         if prefill is None:
             return None
-        ev = self._by_object.get((namespace, prefill))
-        if ev is None:
-            why = f"ScaledObject {namespace}/{prefill} has not been asked about here yet"
-            return capacity.Coupling(None, None, why)
-        if ev.history is None:
-            return capacity.Coupling(
-                None, None, f"ScaledObject {namespace}/{prefill} is not a capacity prefill trigger"
-            )
+        ev = self._other_role(namespace, prefill, "prefill")
+        if isinstance(ev, str):
+            return capacity.Coupling(None, None, ev)
+        assert ev.history is not None
+        assert isinstance(ev.spec, PrefillTrigger)  # it has a queue history: a capacity prefill trigger
         try:
-            ttft = ev.spec.ttft if isinstance(ev.spec, PrefillTrigger) else 1.0
-            return capacity.Coupling(ev.history(), ev.decide(), ttft=ttft)
+            return capacity.Coupling(ev.history(), ev.decide(), ttft=ev.spec.ttft)
         except ScalerError as exc:
             return capacity.Coupling(None, None, exc.message)
 

@@ -16,10 +16,10 @@ from scaler.capacity import (
     Replicas,
     decide_decode,
     decide_prefill,
+    delivered,
     forecast,
     measure,
     prefill_demand,
-    requests,
 )
 from scaler.errors import SourceUnavailable
 from scaler.observations import Decision, DecodeLoad, PrefillHistory, QueueSample, ReadySpan, ReplicaHistory
@@ -85,7 +85,7 @@ def test_the_peak_is_the_same_whenever_it_is_read() -> None:
     # prompts/s, whether asked at t=300 or a few seconds later (buckets fixed to the moment of asking would cut
     # it in two at some of those moments, and the decision would flicker).
     spike = [(0, 2), (203, 40), (208, 2)]
-    peaks = [forecast(history(spike, end), 120.0, 60.0, BURST_MEMORY, requests).peak for end in range(300, 316)]
+    peaks = [forecast(history(spike, end), 120.0, 60.0, BURST_MEMORY, delivered).peak for end in range(300, 316)]
     assert peaks == [pytest.approx(220 / 15)] * 16
 
 
@@ -125,7 +125,7 @@ def test_a_young_history_has_a_trend_from_its_two_halves() -> None:
     # One minute of history, 2 prompts/s then 4/s from t=30: the halves' slope (2 per 30 s) over the 120 s
     # start-up gives 12 prompts/s, where waiting for two full windows would read 3/s (the minute's average) and
     # order capacity two minutes late.
-    f = forecast(history([(0, 2), (30, 4)], 60), 120.0, 60.0, BURST_MEMORY, requests)
+    f = forecast(history([(0, 2), (30, 4)], 60), 120.0, 60.0, BURST_MEMORY, delivered)
     assert (f.now, f.trend, f.peak) == (3.0, 12.0, 4.0)
     assert decide_prefill("m", history([(0, 2), (30, 4)], 60), PREFILL).value == 12000.0 * 1.125
 
@@ -222,7 +222,7 @@ def test_a_burst_under_way_is_in_the_batch_already() -> None:
     # averages 6.5/s and its trend 15.5/s: the burst's 20/s is the forecast and also what filled the batch, so
     # the batch of 200 is not grown again (against the minute's average it would be 20 / 6.5 times).
     prefill = Coupling(history([(0, 2), (200, 20)], 215), None)
-    f = forecast(history([(0, 2), (200, 20)], 215), 120.0, 60.0, BURST_MEMORY, requests)
+    f = forecast(history([(0, 2), (200, 20)], 215), 120.0, 60.0, BURST_MEMORY, delivered)
     assert (f.now, f.trend, f.peak, f.recent) == (6.5, 15.5, 20.0, 20.0)
     d = decide_decode("m", ["d0", "d1", "d2"], loads((100, 0, 0.2), (100, 0, 0.2), (0, 0, 0.0)), DECODE, prefill)
     assert d.value == 200.0
