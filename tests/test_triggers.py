@@ -270,6 +270,11 @@ def test_keda_nats_jetstream_metadata_works_unchanged() -> None:
             "key 'refineCapacity' applies only with policy capacity (the queue-lag default without KEDA's lag keys)",
         ),
         (
+            {**NATS, "decodeScaledObject": "d" * 254},
+            "key 'decodeScaledObject': invalid value '" + "d" * 64 + "'… (254 characters): String should have at most "
+            "253 characters",
+        ),
+        (
             {**NATS, "policy": "threshold", "decodeScaledObject": "decode"},
             "key 'decodeScaledObject' applies only with policy capacity (the queue-lag default without KEDA's lag "
             "keys)",
