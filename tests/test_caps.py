@@ -226,8 +226,8 @@ async def test_a_big_scrape_does_not_hold_up_calls(
         scrape_seconds = await scraping
     finally:
         sys.setswitchinterval(interval)
-    # Rendered on the loop, the scrape would hold the call in flight for all of the rendering (nearly all of its
-    # time); the calls before and after it may be quick, so the median alone would not tell.
-    assert len(latencies) >= 3, (scrape_seconds, latencies)
+    # Rendered on the loop, the scrape would hold the call in flight for all of the rendering, and only the calls
+    # before and after it would complete (1-2 measured, the median alone would not tell); in a thread, dozens do
+    # (37-77 measured). Not the slowest call: on a loaded machine one waited half the scrape for the GIL.
+    assert len(latencies) >= 10, (scrape_seconds, latencies)
     assert statistics.median(latencies) < scrape_seconds / 3, (scrape_seconds, sorted(latencies))
-    assert max(latencies) < scrape_seconds / 2, (scrape_seconds, sorted(latencies))
