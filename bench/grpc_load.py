@@ -5,7 +5,8 @@ stack measured in the same run. At 1,000 ScaledObjects — the target — baseli
 `--rounds` rounds, so load from elsewhere on the machine hits both alike; each round's ratios and their spread
 are printed. Also KEDA's real
 pace at 1,000 ScaledObjects (each polled every 30 s and queried by the HPA every 15 s, three calls each: ~300
-calls/s) and resident memory at each size. A call that does not answer OK stops the bench, naming it.
+calls/s) and resident memory at each size. A call that does not answer OK stops the bench, naming it (as does a
+coupled pair whose reasons say it was answered uncoupled).
 
 `--policy capacity` and `threshold`: prefill triggers on one NATS queue. `--policy coupled`: pairs of capacity
 triggers, a prefill one with `decodeScaledObject` naming its pair's decode one and a decode one with
@@ -20,9 +21,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import statistics
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,6 +97,18 @@ def coupled(tmp: Path) -> Iterator[Setup]:
         yield pair, ("--kubeconfig", str(api.write_kubeconfig(tmp / "kubeconfig"))), (2, *SIZES[1:])
 
 
+def check_coupled(scaler: Served, pairs: int) -> None:
+    """Each pair's reasons show its coupling took effect (a coupled trigger whose other role is unknown, down or
+    stale answers OK all the same, uncoupled, and says so in its reason): a figure must measure the coupled path."""
+    for group in (0, pairs - 1):
+        for name in (f"prefill-{group}", f"decode-{group}"):
+            url = f"http://127.0.0.1:{scaler.http_port}/status/bench/{name}?format=json"
+            with urllib.request.urlopen(url, timeout=5) as r:
+                answered = json.load(r)["answered"]
+            if answered is None or " not coupled: " in answered["reason"]:
+                raise SystemExit(f"{name} was not answered coupled: {answered}")
+
+
 def p(result: dict[str, object], q: str) -> float:
     return float(result[q]["GetMetrics"])  # type: ignore[index]
 
@@ -132,6 +147,8 @@ def main() -> None:
                 pace = KEDA_CALLS_PER_OBJECT_PER_S * top
                 keda = load(scaler.address, objects, top, seconds=2 * seconds, rate=pace)
                 rss_end = rss_mib(scaler.proc.pid)
+                if opts.policy == "coupled":
+                    check_coupled(scaler, top // 2)
             finally:
                 scaler.stop()
                 empty.stop()
@@ -145,7 +162,8 @@ def main() -> None:
             ratios = f"{'':>16}"
         return f"{label:30}{r['calls_per_s']:>9.0f}{p(r, 'p50_ms'):>8.2f}{p(r, 'p99_ms'):>8.2f}{ratios}{rss:>9}"
 
-    print(f"\npolicy {opts.policy}; every call answered OK")
+    coupling = ", every pair's reasons coupled" if opts.policy == "coupled" else ""
+    print(f"\npolicy {opts.policy}; every call answered OK{coupling}")
     print(f"{'':30}{'calls/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'thru':>8}{'p99':>8}{'RSS MiB':>9}")
     print(f"{'':30}{'':>9}{'':>8}{'':>8}{'ratio':>8}{'ratio':>8}")
     base0 = rounds[0][0]
