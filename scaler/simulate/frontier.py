@@ -288,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
         with multiprocessing.get_context("fork").Pool(args.workers) as pool:
             runs = Runs(pool, show)
             runs.run(tasks)
-            swept_runs = len(runs.summaries)
+            swept_runs, swept_at = len(runs.summaries), time.monotonic()
             if reference is not None:
                 searches = _search_statics(args, runs, workloads, reference, seeds, scaled, deployment, slo, recorded)
     except SimulationStuck as exc:
@@ -297,7 +297,10 @@ def run(args: argparse.Namespace) -> int:
     if show:
         sys.stderr.write("\r" + " " * 30 + "\r")
     elapsed = time.monotonic() - started
+    search_s = time.monotonic() - swept_at
     report: dict[str, Any] = {"settings": {}, "workloads": {}, "elapsed_s": round(elapsed, 1)}
+    if reference is not None:
+        report["static_search_s"] = round(search_s, 1)
     report["settings"] = cli.recorded_settings(args, deployment, settings, seeds) | {
         "load_scales": args.load_scales,
         "traces": paths,
@@ -308,7 +311,11 @@ def run(args: argparse.Namespace) -> int:
     searched = len(runs.summaries) - swept_runs
     print(
         f"frontier: {len(runs.summaries)} runs ({len(seeds)} seeds"
-        + (f"; {searched // len(seeds)} static configurations searched" if reference is not None else "")
+        + (
+            f"; the static search: {searched // len(seeds)} configurations in {search_s:.0f} s"
+            if reference is not None
+            else ""
+        )
         + f") in {elapsed:.0f} s on {args.workers} workers; "
         f"deployment {deployment.name}, start-up {deployment.startup}, init {init_text(args.init)}, "
         f"warm-up {args.warmup:g} s"
@@ -403,8 +410,11 @@ def _static_result(search: StaticSearch, runs: Runs, seeds: Sequence[int], most:
     if found is None:
         text = f"no static configuration up to {most[0]}x{most[1]} is {within}; the best: {point_text} ({scope})"
     else:
-        ratio_text = _stat_text(gpu_ratio, ".2f")
-        text = f"cheapest static {within}: {point_text}; {ref.policy} uses {ratio_text}x its GPU-hours ({scope})"
+        interval = "" if gpu_ratio.n < 2 else f" (±{gpu_ratio.half_width:.2f})"
+        text = (
+            f"cheapest static {within}: {point_text}; {ref.policy} uses {gpu_ratio.mean:.2f}x{interval} its "
+            f"GPU-hours ({scope})"
+        )
     return text, {
         "reference": ref.policy,
         "reference_slo_attainment": ref.stat("slo_attainment").json(),
