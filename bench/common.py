@@ -49,10 +49,29 @@ class Served:
         self.proc.wait(15)
 
 
-def load(address: str, metadata: dict[str, str], objects: int, *, seconds: float, concurrency: int = 8,
+Kinds = list[dict[str, object]]  # ScaledObjects as bench/load_client.py makes them: name and metadata templates
+
+
+def kinds(metadata: dict[str, str]) -> Kinds:
+    """ScaledObjects that differ only in name, all with the same trigger metadata."""
+    return [{"name": "so-{group}", "metadata": metadata}]
+
+
+def load(address: str, objects: Kinds, count: int, *, seconds: float, concurrency: int = 8,
          rate: float = 0.0) -> dict[str, object]:  # fmt: skip
-    """Runs bench/load_client.py in its own process (the load must not share the server's interpreter)."""
-    cmd = [sys.executable, str(ROOT / "bench" / "load_client.py"), address, json.dumps(metadata), str(objects),
+    """Runs bench/load_client.py in its own process (the load must not share the server's interpreter). Exits
+    naming the failures if any call did not answer OK: a figure measured on errors says nothing."""
+    cmd = [sys.executable, str(ROOT / "bench" / "load_client.py"), address, json.dumps(objects), str(count),
            str(seconds), str(concurrency), str(rate)]  # fmt: skip
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    return dict(json.loads(out))
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{address}: the load client failed at {count} ScaledObjects:\n{done.stderr[-2000:]}")
+    result = dict(json.loads(done.stdout))
+    errors: dict[str, int] = result["errors"]
+    if errors:
+        worst = sorted(errors.items(), key=lambda e: -e[1])[:5]
+        raise SystemExit(
+            f"{address}: {sum(errors.values())} calls failed at {count} ScaledObjects; most often:\n"
+            + "\n".join(f"  {n} x {what[:300]}" for what, n in worst)
+        )
+    return result

@@ -1,22 +1,32 @@
-"""gRPC load: 1, 100 and 1,000 ScaledObjects (distinct names, one shared source) under KEDA's calls.
+"""gRPC load: 1, 100 and 1,000 ScaledObjects (distinct names, shared sources) under KEDA's calls.
 
 Saturation (closed loop, concurrency 8, from a separate process) against an empty grpc.aio handler of the same
 stack measured in the same run. At 1,000 ScaledObjects — the target — baseline and pd-scaler alternate for
 `--rounds` rounds, so load from elsewhere on the machine hits both alike; each round's ratios and their spread
 are printed. Also KEDA's real
 pace at 1,000 ScaledObjects (each polled every 30 s and queried by the HPA every 15 s, three calls each: ~300
-calls/s) and resident memory at each size.
+calls/s) and resident memory at each size. A call that does not answer OK stops the bench, naming it (as does a
+coupled pair whose reasons say it was answered uncoupled).
 
-    python bench/grpc_load.py [--seconds 5] [--rounds 3] [--policy capacity|threshold]
+`--policy capacity` and `threshold`: prefill triggers on one NATS queue. `--policy coupled`: pairs of capacity
+triggers, a prefill one with `decodeScaledObject` naming its pair's decode one and a decode one with
+`prefillScaledObject` naming its pair's prefill one (vLLM engines' /metrics scraped by Prometheus, pods found with
+`podSelector` in the Kubernetes API); 2 (one pair), 100 and 1,000 ScaledObjects on one queue and one query.
+
+    python bench/grpc_load.py [--seconds 5] [--rounds 3] [--policy capacity|threshold|coupled]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import statistics
 import sys
 import tempfile
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -24,13 +34,18 @@ import nats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Served, load, rss_mib
+from bench.common import Kinds, Served, kinds, load, rss_mib
+from tests import kubeapi
 from tests.conftest import make_queue
-from tests.servers import NatsServer
+from tests.exporters import ENGINE_PODS, Exporter
+from tests.servers import NatsServer, PrometheusServer
 
 SIZES = (1, 100, 1000)
 KEDA_CALLS_PER_OBJECT_PER_S = 3 * (1 / 30 + 1 / 15)  # GetMetricSpec + GetMetrics + IsActive, polling + HPA
 THROUGHPUT_TARGET, P99_TARGET = 0.85, 1.3  # at saturation, against the empty handler
+DECODE_PODS = ("vllm-decode-0", "vllm-decode-1")  # vLLM engines holding 120 and 50 sequences
+
+Setup = tuple[Kinds, tuple[str, ...], tuple[int, ...]]  # the ScaledObjects, pd-scaler's flags, the sizes
 
 
 async def prepare(url: str) -> None:
@@ -40,6 +55,58 @@ async def prepare(url: str) -> None:
     for _ in range(3):
         await js.publish("dynamo_prefill_queue.queue", b"{}")
     await nc.close()
+
+
+@contextlib.contextmanager
+def prefill_only(tmp: Path, policy: str) -> Iterator[Setup]:
+    """Prefill triggers of one policy on one NATS queue."""
+    nats_server = NatsServer(tmp)
+    nats_server.start()
+    try:
+        asyncio.run(prepare(nats_server.url))
+        yield kinds({"role": "prefill", "natsServer": nats_server.url, "policy": policy}), (), SIZES
+    finally:
+        nats_server.stop()
+
+
+@contextlib.contextmanager
+def coupled(tmp: Path) -> Iterator[Setup]:
+    """Pairs of coupled capacity triggers: prefill on one NATS queue; decode on vLLM engines' /metrics scraped by
+    Prometheus, their pods listed in the Kubernetes API."""
+    with contextlib.ExitStack() as stack:
+        api = stack.enter_context(kubeapi.KubeAPI())
+        targets = []
+        for pod in DECODE_PODS:
+            api.put(kubeapi.pod(pod, "bench", {"role": "decode"}))
+            engine = Exporter(ENGINE_PODS[pod][2])
+            stack.callback(engine.close)
+            targets.append({"targets": [engine.target], "labels": {"pod": pod, "namespace": "bench"}})
+        nats_server = NatsServer(tmp)
+        nats_server.start()
+        stack.callback(nats_server.stop)
+        prometheus = PrometheusServer(tmp, [{"job_name": "decode", "static_configs": targets}])
+        prometheus.start()
+        stack.callback(prometheus.stop)
+        asyncio.run(prepare(nats_server.url))
+        prometheus.wait_for_series('up{job="decode"} == 1', len(DECODE_PODS))
+        prefill = {"role": "prefill", "natsServer": nats_server.url, "policy": "capacity",
+                   "decodeScaledObject": "decode-{group}"}  # fmt: skip
+        decode = {"role": "decode", "prometheusAddress": prometheus.url, "podSelector": "role=decode",
+                  "policy": "capacity", "seats": "100", "prefillScaledObject": "prefill-{group}"}  # fmt: skip
+        pair: Kinds = [{"name": "prefill-{group}", "metadata": prefill}, {"name": "decode-{group}", "metadata": decode}]
+        yield pair, ("--kubeconfig", str(api.write_kubeconfig(tmp / "kubeconfig"))), (2, *SIZES[1:])
+
+
+def check_coupled(scaler: Served, pairs: int) -> None:
+    """Each pair's reasons show its coupling took effect (a coupled trigger whose other role is unknown, down or
+    stale answers OK all the same, uncoupled, and says so in its reason): a figure must measure the coupled path."""
+    for group in (0, pairs - 1):
+        for name in (f"prefill-{group}", f"decode-{group}"):
+            url = f"http://127.0.0.1:{scaler.http_port}/status/bench/{name}?format=json"
+            with urllib.request.urlopen(url, timeout=5) as r:
+                answered = json.load(r)["answered"]
+            if answered is None or " not coupled: " in answered["reason"]:
+                raise SystemExit(f"{name} was not answered coupled: {answered}")
 
 
 def p(result: dict[str, object], q: str) -> float:
@@ -52,39 +119,39 @@ def main() -> None:
     args.add_argument("--rounds", type=int, default=3, help="alternating baseline/pd-scaler rounds at 1,000")
     args.add_argument(
         "--policy",
-        choices=("capacity", "threshold"),
+        choices=("capacity", "threshold", "coupled"),
         default="capacity",
-        help="the triggers' policy (default capacity)",
+        help="the triggers' policy (default capacity); coupled: pairs of capacity prefill and decode triggers",
     )
     opts = args.parse_args()
-    seconds, top = opts.seconds, SIZES[-1]
+    seconds = opts.seconds
     with tempfile.TemporaryDirectory() as tmp:
-        nats_server = NatsServer(Path(tmp))
-        nats_server.start()
-        asyncio.run(prepare(nats_server.url))
-        metadata = {"role": "prefill", "natsServer": nats_server.url, "policy": opts.policy}
-        empty, scaler = Served(empty=True), Served()
-        try:
-            grpc.channel_ready_future(grpc.insecure_channel(empty.address)).result(timeout=10)
-            print(f"saturation: closed loop, concurrency 8, {seconds:g} s per measurement", file=sys.stderr)
-            rows = []
-            for n in SIZES[:-1]:
-                print(f"pd-scaler, {n} ScaledObjects …", file=sys.stderr)
-                rows.append((n, load(scaler.address, metadata, n, seconds=seconds)))
-            rounds = []
-            for i in range(opts.rounds):
-                print(f"round {i + 1}/{opts.rounds} at {top}: baseline, pd-scaler …", file=sys.stderr)
-                base = load(empty.address, metadata, top, seconds=seconds)
-                ours = load(scaler.address, metadata, top, seconds=seconds)
-                rounds.append((base, ours))
-            rss_top = rss_mib(scaler.proc.pid)
-            pace = KEDA_CALLS_PER_OBJECT_PER_S * top
-            keda = load(scaler.address, metadata, top, seconds=2 * seconds, rate=pace)
-            rss_end = rss_mib(scaler.proc.pid)
-        finally:
-            scaler.stop()
-            empty.stop()
-            nats_server.stop()
+        setup = coupled(Path(tmp)) if opts.policy == "coupled" else prefill_only(Path(tmp), opts.policy)
+        with setup as (objects, flags, sizes):
+            top = sizes[-1]
+            empty, scaler = Served(empty=True), Served(*flags)
+            try:
+                grpc.channel_ready_future(grpc.insecure_channel(empty.address)).result(timeout=10)
+                print(f"saturation: closed loop, concurrency 8, {seconds:g} s per measurement", file=sys.stderr)
+                rows = []
+                for n in sizes[:-1]:
+                    print(f"pd-scaler, {n} ScaledObjects …", file=sys.stderr)
+                    rows.append((n, load(scaler.address, objects, n, seconds=seconds)))
+                rounds = []
+                for i in range(opts.rounds):
+                    print(f"round {i + 1}/{opts.rounds} at {top}: baseline, pd-scaler …", file=sys.stderr)
+                    base = load(empty.address, objects, top, seconds=seconds)
+                    ours = load(scaler.address, objects, top, seconds=seconds)
+                    rounds.append((base, ours))
+                rss_top = rss_mib(scaler.proc.pid)
+                pace = KEDA_CALLS_PER_OBJECT_PER_S * top
+                keda = load(scaler.address, objects, top, seconds=2 * seconds, rate=pace)
+                rss_end = rss_mib(scaler.proc.pid)
+                if opts.policy == "coupled":
+                    check_coupled(scaler, top // 2)
+            finally:
+                scaler.stop()
+                empty.stop()
 
     def row(label: str, r: dict[str, object], base: dict[str, object] | None = None, rss: str = "") -> str:
         ratios = ""
@@ -95,7 +162,9 @@ def main() -> None:
             ratios = f"{'':>16}"
         return f"{label:30}{r['calls_per_s']:>9.0f}{p(r, 'p50_ms'):>8.2f}{p(r, 'p99_ms'):>8.2f}{ratios}{rss:>9}"
 
-    print(f"\n{'':30}{'calls/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'thru':>8}{'p99':>8}{'RSS MiB':>9}")
+    coupling = ", every pair's reasons coupled" if opts.policy == "coupled" else ""
+    print(f"\npolicy {opts.policy}; every call answered OK{coupling}")
+    print(f"{'':30}{'calls/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'thru':>8}{'p99':>8}{'RSS MiB':>9}")
     print(f"{'':30}{'':>9}{'':>8}{'':>8}{'ratio':>8}{'ratio':>8}")
     base0 = rounds[0][0]
     print(row("empty handler (round 1)", base0))
@@ -115,7 +184,7 @@ def main() -> None:
     )
     print(
         f"KEDA's pace at {top} ScaledObjects ({pace:.0f} calls/s, open loop): GetMetrics p50 "
-        f"{p(keda, 'p50_ms'):.2f} ms, p99 {p(keda, 'p99_ms'):.2f} ms; errors {keda['errors']}"
+        f"{p(keda, 'p50_ms'):.2f} ms, p99 {p(keda, 'p99_ms'):.2f} ms"
     )
     print("targets: GetMetrics p99 <= 5 ms at KEDA's pace: " + ("met" if p(keda, "p99_ms") <= 5 else "MISSED"))
     print(

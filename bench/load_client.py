@@ -1,9 +1,11 @@
 """Load as KEDA makes it: for random ScaledObjects, GetMetricSpec + GetMetrics + IsActive.
 
-    load_client.py ADDRESS METADATA_JSON OBJECTS SECONDS CONCURRENCY RATE
+    load_client.py ADDRESS KINDS_JSON OBJECTS SECONDS CONCURRENCY RATE
 
-RATE 0: closed loop (each of CONCURRENCY workers calls again as soon as answered: saturation). RATE > 0: open
-loop at RATE calls/s in all (KEDA's own pace). Prints JSON: calls/s, errors, and per-method p50/p99 in ms.
+KINDS_JSON: a list of {"name": ..., "metadata": {...}}; ScaledObject i is kind i % len(kinds), with "{group}" in
+its name and metadata values replaced by i // len(kinds) (so a group's objects can name each other). RATE 0: closed
+loop (each of CONCURRENCY workers calls again as soon as answered: saturation). RATE > 0: open loop at RATE calls/s
+in all (KEDA's own pace). Prints JSON: calls/s, errors by gRPC code, and per-method p50/p99 in ms.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import json
 import random
 import sys
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -24,23 +28,32 @@ from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 
 
-async def run(address: str, metadata: dict[str, str], objects: int, seconds: float, concurrency: int, rate: float):
-    refs = [pb.ScaledObjectRef(name=f"so-{i}", namespace="bench", scalerMetadata=metadata) for i in range(objects)]
+def scaledobjects(kinds: list[dict[str, Any]], objects: int) -> list[pb.ScaledObjectRef]:
+    refs = []
+    for i in range(objects):
+        kind, group = kinds[i % len(kinds)], str(i // len(kinds))
+        metadata = {k: v.replace("{group}", group) for k, v in kind["metadata"].items()}
+        refs.append(pb.ScaledObjectRef(name=kind["name"].replace("{group}", group), namespace="bench",
+                                       scalerMetadata=metadata))  # fmt: skip
+    return refs
+
+
+async def run(address: str, kinds: list[dict[str, Any]], objects: int, seconds: float, concurrency: int, rate: float):
+    refs = scaledobjects(kinds, objects)
     latencies: dict[str, list[float]] = {"GetMetricSpec": [], "GetMetrics": [], "IsActive": []}
-    errors = 0
+    errors: Counter[str] = Counter()  # "method code: details" of every call that did not answer OK
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pb_grpc.ExternalScalerStub(channel)
         for ref in refs:  # warm up: every ScaledObject asked once, as KEDA does when it starts
             await stub.GetMetricSpec(ref)
 
         async def one(method: str, ref: pb.ScaledObjectRef) -> None:
-            nonlocal errors
             request = pb.GetMetricsRequest(scaledObjectRef=ref) if method == "GetMetrics" else ref
             started = time.perf_counter()
             try:
                 await getattr(stub, method)(request)
-            except grpc.aio.AioRpcError:
-                errors += 1
+            except grpc.aio.AioRpcError as error:
+                errors[f"{method} {error.code().name}: {error.details()}"] += 1
             latencies[method].append(time.perf_counter() - started)
 
         deadline = time.monotonic() + seconds
@@ -69,15 +82,13 @@ async def run(address: str, metadata: dict[str, str], objects: int, seconds: flo
     ms = 1000.0
     return {
         "calls_per_s": calls / seconds,
-        "errors": errors,
+        "errors": dict(errors),
         "p50_ms": {m: percentile(v, 0.5) * ms for m, v in latencies.items()},
         "p99_ms": {m: percentile(v, 0.99) * ms for m, v in latencies.items()},
     }
 
 
 if __name__ == "__main__":
-    address, metadata, objects, seconds, concurrency, rate = sys.argv[1:7]
-    result = asyncio.run(
-        run(address, json.loads(metadata), int(objects), float(seconds), int(concurrency), float(rate))
-    )
+    address, kinds, objects, seconds, concurrency, rate = sys.argv[1:7]
+    result = asyncio.run(run(address, json.loads(kinds), int(objects), float(seconds), int(concurrency), float(rate)))
     print(json.dumps(result))

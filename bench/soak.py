@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, Served, rss_mib
+from bench.common import ROOT, Served, kinds, rss_mib
 from bench.grpc_load import prepare
 from tests.servers import NatsServer
 
@@ -33,9 +33,9 @@ def main() -> None:
         asyncio.run(prepare(nats_server.url))
         scaler = Served()
         try:
-            metadata = json.dumps({"role": "prefill", "natsServer": nats_server.url})
+            objects = json.dumps(kinds({"role": "prefill", "natsServer": nats_server.url}))
             client = subprocess.Popen(
-                [sys.executable, str(ROOT / "bench" / "load_client.py"), scaler.address, metadata, "1000",
+                [sys.executable, str(ROOT / "bench" / "load_client.py"), scaler.address, objects, "1000",
                  str(opts.seconds), "8", str(opts.rate)],
                 cwd=ROOT, stdout=subprocess.PIPE, text=True,
             )  # fmt: skip
@@ -55,7 +55,7 @@ def main() -> None:
             nats_server.stop()
     start, end = samples[1][1] if len(samples) > 2 else samples[0][1], samples[-1][1]
     print(f"\nsoak: {opts.seconds:g} s at {opts.rate:g} calls/s requested, {result['calls_per_s']:.0f} served/s, "
-          f"{result['errors']} errors")  # fmt: skip
+          f"{sum(result['errors'].values())} errors")  # fmt: skip
     print(f"GetMetrics p50 {result['p50_ms']['GetMetrics']:.2f} ms, p99 {result['p99_ms']['GetMetrics']:.2f} ms")
     print("RSS MiB over time: " + ", ".join(f"{t:.0f}s={m:.1f}" for t, m in samples))
     print(f"RSS after warm-up {start:.1f} MiB, at the end {end:.1f} MiB: growth {end - start:+.1f} MiB "
