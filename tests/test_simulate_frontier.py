@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,106 @@ def test_frontier_command_writes_fronts_verdicts_settings_and_plot(
     assert result["settings"]["seeds"] == [0, 1]
     assert result["settings"]["kinds"]["keda-builtin"] == "lagThreshold"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- the cheapest static configuration, searched --------------------------------------------------------------
+
+# A small workload where decode binds too (48 sequences per engine) and 3x3 is the cheapest static configuration
+# within a point of the oracle: between the sweep's decode counts (1 and 2 of at most 4).
+SMALL = ["--trace", "azure_llm_2023_conv.csv", "--window", "0:6m", "--warmup", "2m", "--max-num-seqs", "48"]
+SMALL += ["--prefill-replicas", "1:4", "--decode-replicas", "1:4", "--no-progress"]
+
+
+def test_the_static_search_finds_what_an_exhaustive_sweep_finds_and_simulates_each_configuration_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "frontier.json"
+    argv = ["simulate", "frontier", *SMALL, "--load-scales", "2", "--seeds", "1", "--policy", "static"]
+    assert main([*argv, "--static-reference", "oracle", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    found = json.loads(out.read_text())["workloads"]["azure_llm_2023_conv.csv x2"]["cheapest_static"]
+    assert found["reference"] == "oracle"
+    assert found["target"] == 0.99
+
+    every = ",".join(f"static:{p}x{d}" for p in range(1, 5) for d in range(1, 5))
+    exhaustive = tmp_path / "exhaustive.json"
+    assert main(["simulate", *SMALL, "--load-scale", "2", "--policy", every, "--json", str(exhaustive)]) == 0
+    points = json.loads(exhaustive.read_text())["policies"]
+    meeting = [(p["gpu_hours"]["mean"], name) for name, p in points.items() if p["slo_attainment"]["mean"] >= 0.99]
+    assert found["policy"] == min(meeting)[1] == "static:3x3"
+    assert found["gpu_hours"]["mean"] == points["static:3x3"]["gpu_hours"]["mean"]
+    assert "static:3x3" not in found["from_sweep"]  # the grid alone would have said 3x2 or 4x2
+
+    # Each configuration ran once: the sweep's, the oracle, and only those the search added.
+    assert not set(found["simulated"]) & set(found["from_sweep"])
+    runs = len(found["from_sweep"]) + 1 + len(found["simulated"])
+    searched = len(found["simulated"])
+    assert printed.startswith(f"frontier: {runs} runs (1 seeds; the static search: {searched} configurations in ")
+    assert len(found["simulated"]) < 16 - len(found["from_sweep"])
+    assert (
+        "  cheapest static within 1 point of oracle (100.0 %): static:3x3 100.0 % at "
+        f"{points['static:3x3']['gpu_hours']['mean']:.2f} GPU-h; oracle uses "
+    ) in printed
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--static-reference", "nope"], {}, "--static-reference: unknown policy 'nope'"),
+        ([], {"PD_SCALER_STATIC_REFERENCE": "static:0x1"}, "--static-reference: policy 'static:0x1': write static:PxD"),
+        (
+            ["--static-reference", "keda-builtin"],
+            {},
+            "--static-reference 'keda-builtin': not a policy this frontier runs (static:1x1, ",
+        ),
+        ([], {"PD_SCALER_STATIC_SEARCH": "maybe"}, "PD_SCALER_STATIC_SEARCH='maybe': 'maybe': expected true or false"),
+    ],
+)
+def test_static_search_flags_fail_clearly_naming_the_flag(
+    argv: list[str],
+    env: dict[str, str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with contextlib.suppress(SystemExit):
+        assert main(["simulate", "frontier", *SMALL, "--policy", "static", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def monotone_table(rng: random.Random, most: tuple[int, int]) -> dict[tuple[int, int], tuple[float, float]]:
+    """SLO attainment that never falls with more replicas of either role; GPU-hours billed to the last arrival
+    plus a drain that differs by configuration."""
+    slo: dict[tuple[int, int], float] = {}
+    for p in range(1, most[0] + 1):
+        for d in range(1, most[1] + 1):
+            below = max(slo.get((p - 1, d), 0.0), slo.get((p, d - 1), 0.0))
+            slo[p, d] = min(1.0, below + rng.choice((0.0, 0.0, 0.01, 0.05, 0.3)))
+    return {s: (v, sum(s) * (1 + rng.uniform(0, 0.1))) for s, v in slo.items()}
+
+
+def test_the_staircase_search_matches_brute_force_and_asks_for_each_configuration_at_most_once() -> None:
+    rng = random.Random(7)
+    asked_in_all = every = 0
+    for _ in range(300):
+        most = (rng.randint(1, 9), rng.randint(1, 9))
+        table = monotone_table(rng, most)
+        target = rng.choice([0.0, 0.3, 0.6, 0.9, 0.99, 1.0, 1.01])
+        known = {s: table[s] for s in rng.sample(sorted(table), min(len(table), rng.randint(0, 4)))}
+        steps = frontier.cheapest_static(most, target, lambda s: float(sum(s)), known)
+        asked = []
+        try:
+            shape = next(steps)
+            while True:
+                assert shape not in asked
+                assert shape not in known
+                asked.append(shape)
+                shape = steps.send(table[shape])
+        except StopIteration as done:
+            points = done.value
+        assert frontier.best(points, target) == frontier.best(table, target)
+        asked_in_all += len(asked)
+        every += len(table)
+    assert asked_in_all < 0.4 * every

@@ -347,6 +347,25 @@ def add_parser(commands: Any) -> None:
         "each policy's SLO-vs-GPU-hours points and Pareto front, the oracle, and which front dominates which.",
     )
     _common(f, frontier=True)
+    # Imported here: both import this module first.
+    from scaler.cli import _bool, _EnvDefaults
+    from scaler.simulate.frontier import STATIC_REFERENCE
+
+    flags = _EnvDefaults(f)
+    flags.add(
+        "--static-search",
+        True,
+        "search every PxD up to maxReplicaCount for the static configuration with the fewest GPU-hours whose SLO "
+        "attainment is within a point of --static-reference's",
+        type=_bool,
+        nargs="?",
+        const=True,
+    )
+    flags.add(
+        "--static-reference",
+        STATIC_REFERENCE,
+        "the policy the static search matches: one this frontier runs (a swept variant, or oracle)",
+    )
 
 
 def _behavior(args: argparse.Namespace) -> Behavior | None:

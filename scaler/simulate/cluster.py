@@ -35,6 +35,11 @@ _NAN = float("nan")
 NEW, UNROUTED, WAITING, REMOTE, JOINING, RUNNING, DONE, DROPPED = range(8)
 
 
+def billed_seconds(gpus: int, lifetimes: Sequence[tuple[float, float]], start: float, end: float) -> float:
+    """GPU time billed within [start, end] for replicas living over (created, stopped) each."""
+    return gpus * sum(max(0.0, min(stop, end) - max(created, start)) for created, stop in lifetimes)
+
+
 class Record:
     """One request's way through the cluster (times in simulated seconds; NaN until it happens)."""
 
@@ -251,8 +256,9 @@ class Cluster:
     def gpu_seconds(self, role: str, start: float, end: float) -> float:
         """GPU time the role was billed within [start, end]: every replica from creation until it stopped."""
         pool = self.prefill if role == PREFILL else self.decode
-        spans = [*self.lifetimes[role], *((r.created, math.inf) for r in pool)]
-        return self.profile.gpus * sum(max(0.0, min(stop, end) - max(created, start)) for created, stop in spans)
+        return billed_seconds(
+            self.profile.gpus, [*self.lifetimes[role], *((r.created, math.inf) for r in pool)], start, end
+        )
 
     # -- scaling ----------------------------------------------------------------------------------------
 

@@ -166,6 +166,12 @@ def difference(a: Aggregate, b: Aggregate, figure: str) -> Stat:
     return Stat.of([getattr(s, figure) - bs[s.seed] for s in a.runs if s.seed in bs])
 
 
+def ratio(a: Aggregate, b: Aggregate, figure: str) -> Stat:
+    """a / b on `figure`, paired by seed; NaN for a seed where b is 0."""
+    bs = {s.seed: getattr(s, figure) for s in b.runs}
+    return Stat.of([getattr(s, figure) / bs[s.seed] if bs[s.seed] else math.nan for s in a.runs if s.seed in bs])
+
+
 # -- output ---------------------------------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from scaler.deployment import Deployment
 from scaler.simulate import oracle
-from scaler.simulate.cluster import DECODE, PREFILL, Cluster, Record
+from scaler.simulate.cluster import DECODE, PREFILL, Cluster, Record, billed_seconds
 from scaler.simulate.exporters import Scraper
 from scaler.simulate.policies import Context, Controller, Policy, Settings, kind_of
 from scaler.simulate.sources import SimClock
@@ -136,13 +136,8 @@ async def simulate(
         raise SimulationStuck(f"{policy.name}: {exc}") from None
     finally:
         await controller.close()
-    last_arrival = requests[-1].arrival if requests else 0.0
-    if config.horizon is not None:
-        end = config.horizon
-    else:
-        ends = (r.finish if r.finish == r.finish else r.dropped_at for r in cluster.records)
-        end = max((last_arrival, *(t for t in ends if t == t)))
-    start = min(config.warmup, end)
+    ends = (r.finish if r.finish == r.finish else r.dropped_at for r in cluster.records)
+    start, end = _measured(requests, config, [t for t in ends if t == t])
     return Run(
         policy=policy.name,
         records=cluster.records,
@@ -151,11 +146,25 @@ async def simulate(
         gpu_seconds={role: cluster.gpu_seconds(role, start, end) for role in (PREFILL, DECODE)},
         start=start,
         end=end,
-        horizon=last_arrival,
+        horizon=requests[-1].arrival if requests else 0.0,
         timeline=timeline,
         preemptions=sum(d.preemptions for d in cluster.decode) + cluster.stopped_preemptions,
         seed=config.seed,
     )
+
+
+def _measured(requests: Sequence[Request], config: Config, ends: Sequence[float]) -> tuple[float, float]:
+    """What GPU-hours are counted over: from the warm-up's end to the horizon, or else to the last arrival or the
+    last finish or drop (`ends`), whichever is later."""
+    end = config.horizon if config.horizon is not None else max((requests[-1].arrival if requests else 0.0, *ends))
+    return min(config.warmup, end), end
+
+
+def least_gpu_hours(requests: Sequence[Request], deployment: Deployment, config: Config, replicas: int) -> float:
+    """The fewest GPU-hours a run with `replicas` replicas throughout (a static configuration's) can be billed:
+    those up to the last arrival, before any request has finished; exact with a horizon."""
+    start, end = _measured(requests, config, ())
+    return billed_seconds(deployment.profile.gpus, [(0.0, math.inf)] * replicas, start, end) / 3600
 
 
 async def _loop(
