@@ -137,7 +137,8 @@ def test_the_static_search_finds_what_an_exhaustive_sweep_finds_and_simulates_ea
         (
             ["--static-reference", "keda-builtin"],
             {},
-            "--static-reference 'keda-builtin': not a policy this frontier runs (static:1x1, ",
+            "--static-reference 'keda-builtin': not a policy this frontier runs at azure_llm_2023_conv.csv x1 "
+            "(static:1x1, ",
         ),
         ([], {"PD_SCALER_STATIC_SEARCH": "maybe"}, "PD_SCALER_STATIC_SEARCH='maybe': 'maybe': expected true or false"),
     ],
