@@ -102,7 +102,9 @@ def test_the_static_search_finds_what_an_exhaustive_sweep_finds_and_simulates_ea
 ) -> None:
     out = tmp_path / "frontier.json"
     argv = ["simulate", "frontier", *SMALL, "--load-scales", "2", "--seeds", "1", "--policy", "static"]
-    assert main([*argv, "--static-reference", "oracle", "--json", str(out)]) == 0
+    png = tmp_path / "frontier.png"
+    assert main([*argv, "--static-reference", "oracle", "--json", str(out), "--plot", str(png)]) == 0
+    assert png.read_bytes().startswith(b"\x89PNG")
     printed = capsys.readouterr().out
     found = json.loads(out.read_text())["workloads"]["azure_llm_2023_conv.csv x2"]["cheapest_static"]
     assert found["reference"] == "oracle"

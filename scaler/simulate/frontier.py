@@ -377,11 +377,13 @@ def run(args: argparse.Namespace) -> int:
             "verdicts": verdicts,
             "oracle_dominated_by": oracle_beaten,
         }
+        cheapest = None
         if w in searches:
             text, found = _static_result(searches[w], runs, seeds, most)
             print(f"  {text}")
             report["workloads"][w.label]["cheapest_static"] = found
-        plotted.append((w.label, kinds, variants[w], aggregates, fronts))
+            cheapest = None if found["policy"] is None else runs.aggregate(w, found["policy"], seeds)
+        plotted.append((w.label, kinds, variants[w], aggregates, fronts, cheapest))
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     if args.plot is not None:
