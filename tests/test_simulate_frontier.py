@@ -159,6 +159,23 @@ def test_static_search_flags_fail_clearly_naming_the_flag(
     assert message in capsys.readouterr().err
 
 
+def test_the_static_search_is_off_with_its_flag_or_env_and_when_the_default_reference_is_not_swept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "frontier.json"
+    argv = ["simulate", "frontier", *SMALL, "--seeds", "1", "--policy", "static", "--json", str(out)]
+    monkeypatch.setenv("PD_SCALER_STATIC_SEARCH", "false")
+    assert main([*argv, "--static-reference", "oracle"]) == 0
+    assert "cheapest static" not in capsys.readouterr().out
+    assert json.loads(out.read_text())["settings"]["static_search"] is None
+    monkeypatch.delenv("PD_SCALER_STATIC_SEARCH")
+    assert main(argv) == 0  # the default reference, pd-scaler, is not swept
+    result = json.loads(out.read_text())
+    assert "cheapest static" not in capsys.readouterr().out
+    assert "cheapest_static" not in result["workloads"]["azure_llm_2023_conv.csv x1"]
+    assert result["settings"]["static_search"] is None
+
+
 def monotone_table(rng: random.Random, most: tuple[int, int]) -> dict[tuple[int, int], tuple[float, float]]:
     """SLO attainment that never falls with more replicas of either role; GPU-hours billed to the last arrival
     plus a drain that differs by configuration."""
