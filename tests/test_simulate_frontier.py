@@ -102,7 +102,9 @@ def test_the_static_search_finds_what_an_exhaustive_sweep_finds_and_simulates_ea
 ) -> None:
     out = tmp_path / "frontier.json"
     argv = ["simulate", "frontier", *SMALL, "--load-scales", "2", "--seeds", "1", "--policy", "static"]
-    assert main([*argv, "--static-reference", "oracle", "--json", str(out)]) == 0
+    png = tmp_path / "frontier.png"
+    assert main([*argv, "--static-reference", "oracle", "--json", str(out), "--plot", str(png)]) == 0
+    assert png.read_bytes().startswith(b"\x89PNG")
     printed = capsys.readouterr().out
     found = json.loads(out.read_text())["workloads"]["azure_llm_2023_conv.csv x2"]["cheapest_static"]
     assert found["reference"] == "oracle"
@@ -137,7 +139,8 @@ def test_the_static_search_finds_what_an_exhaustive_sweep_finds_and_simulates_ea
         (
             ["--static-reference", "keda-builtin"],
             {},
-            "--static-reference 'keda-builtin': not a policy this frontier runs (static:1x1, ",
+            "--static-reference 'keda-builtin': not a policy this frontier runs at azure_llm_2023_conv.csv x1 "
+            "(static:1x1, ",
         ),
         ([], {"PD_SCALER_STATIC_SEARCH": "maybe"}, "PD_SCALER_STATIC_SEARCH='maybe': 'maybe': expected true or false"),
     ],
@@ -154,6 +157,23 @@ def test_static_search_flags_fail_clearly_naming_the_flag(
     with contextlib.suppress(SystemExit):
         assert main(["simulate", "frontier", *SMALL, "--policy", "static", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_static_search_is_off_with_its_flag_or_env_and_when_the_default_reference_is_not_swept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "frontier.json"
+    argv = ["simulate", "frontier", *SMALL, "--seeds", "1", "--policy", "static", "--json", str(out)]
+    monkeypatch.setenv("PD_SCALER_STATIC_SEARCH", "false")
+    assert main([*argv, "--static-reference", "oracle"]) == 0
+    assert "cheapest static" not in capsys.readouterr().out
+    assert json.loads(out.read_text())["settings"]["static_search"] is None
+    monkeypatch.delenv("PD_SCALER_STATIC_SEARCH")
+    assert main(argv) == 0  # the default reference, pd-scaler, is not swept
+    result = json.loads(out.read_text())
+    assert "cheapest static" not in capsys.readouterr().out
+    assert "cheapest_static" not in result["workloads"]["azure_llm_2023_conv.csv x1"]
+    assert result["settings"]["static_search"] is None
 
 
 def monotone_table(rng: random.Random, most: tuple[int, int]) -> dict[tuple[int, int], tuple[float, float]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import json
 import math
 import multiprocessing
@@ -168,6 +169,14 @@ def cheapest_static(
         found = best(points, target)
         return found is not None and least_gpu_hours(shape) > points[found][1]
 
+    def decide(p: int, d: int) -> Generator[Shape, Point, bool]:
+        """Whether (p, d) meets the target: implied by the points seen, or simulated."""
+        verdict = implied(p, d)
+        if verdict is None:
+            points[p, d] = yield p, d
+            verdict = meets((p, d))
+        return verdict
+
     low = 1  # every P below misses at this D
     for d in range(most[1], 0, -1):
         high = most[0]
@@ -175,19 +184,13 @@ def cheapest_static(
             high -= 1
         if high < low:
             continue
-        if implied(high, d) is None and (high, d) not in points:
-            points[high, d] = yield high, d
-        if not (implied(high, d) or ((high, d) in points and meets((high, d)))):
+        if not (yield from decide(high, d)):
             low = high + 1
             continue
-        top = high  # meets
+        top = high  # the least P known to meet at this D
         while low < top:
             mid = (low + top) // 2
-            verdict = implied(mid, d)
-            if verdict is None:
-                points[mid, d] = yield mid, d
-                verdict = meets((mid, d))
-            low, top = (low, mid) if verdict else (mid + 1, top)
+            low, top = (low, mid) if (yield from decide(mid, d)) else (mid + 1, top)
         for p in range(top, high + 1):  # they all meet: those that could be cheaper need their GPU-hours
             if beaten((p, d)):
                 break
@@ -276,10 +279,16 @@ def run(args: argparse.Namespace) -> int:
             for name in kind_names:
                 parse_policy(name)
                 tasks += [_task(args, w, name, seed, scaled[w], deployment, slo) for seed in seeds]
-    if reference is not None and not any(reference in n for n in variants[workloads[0]].values()):
+    missing = [w for w in workloads if not any(reference in n for n in variants[w].values())]
+    if reference is not None and missing:
         if args.static_reference != STATIC_REFERENCE:
-            swept = ", ".join(n for kind_names in variants[workloads[0]].values() for n in kind_names)
-            return cli._fail(ValueError(f"--static-reference {reference!r}: not a policy this frontier runs ({swept})"))
+            runs_there = ", ".join(n for kind_names in variants[missing[0]].values() for n in kind_names)
+            return cli._fail(
+                ValueError(
+                    f"--static-reference {reference!r}: not a policy this frontier runs at {missing[0].label} "
+                    f"({runs_there})"
+                )
+            )
         reference = None  # the default reference's kind is not swept: nothing to search for
     started = time.monotonic()
     show = sys.stderr.isatty() if args.progress is None else args.progress
@@ -368,11 +377,13 @@ def run(args: argparse.Namespace) -> int:
             "verdicts": verdicts,
             "oracle_dominated_by": oracle_beaten,
         }
+        cheapest = None
         if w in searches:
             text, found = _static_result(searches[w], runs, seeds, most)
             print(f"  {text}")
             report["workloads"][w.label]["cheapest_static"] = found
-        plotted.append((w.label, kinds, variants[w], aggregates, fronts))
+            cheapest = None if found["policy"] is None else runs.aggregate(w, found["policy"], seeds)
+        plotted.append((w.label, kinds, variants[w], aggregates, fronts, cheapest))
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     if args.plot is not None:
@@ -452,6 +463,13 @@ def _static_reference(args: argparse.Namespace) -> str | None:
         raise ValueError(f"--static-reference: {exc}") from None
 
 
+def _least_static_gpu_hours(
+    replications: Sequence[tuple[Sequence[traces.Request], Config]], deployment: Deployment, shape: Shape
+) -> float:
+    """The fewest mean GPU-hours a static configuration can be billed over these replications."""
+    return statistics.fmean(least_gpu_hours(r, deployment, config, sum(shape)) for r, config in replications)
+
+
 def _search_statics(
     args: argparse.Namespace,
     runs: Runs,
@@ -469,14 +487,10 @@ def _search_statics(
     for w in workloads:
         ref = runs.aggregate(w, reference, seeds)
         target = ref.stat("slo_attainment").mean - WITHIN
-        requests = [cli.workload(recorded[w.trace], args.window, w.scale, seed) for seed in seeds]
-
-        def floor(shape: Shape, requests: list[list[traces.Request]] = requests) -> float:
-            return statistics.fmean(
-                least_gpu_hours(r, deployment, cli.config_from(args, seed), sum(shape))
-                for r, seed in zip(requests, seeds, strict=True)
-            )
-
+        replications = [
+            (cli.workload(recorded[w.trace], args.window, w.scale, s), cli.config_from(args, s)) for s in seeds
+        ]
+        floor = functools.partial(_least_static_gpu_hours, replications, deployment)
         swept = {parse_policy(name) for (run_w, name, _) in runs.summaries if run_w == w}
         grid = {p.static: _point(runs.aggregate(w, p.name, seeds)) for p in swept if p.kind == "static"}
         most = _max_replicas(args, w.scale)

@@ -64,13 +64,14 @@ def _ttft_p90(run: Run) -> tuple[list[float], list[float]]:
     return centres, values
 
 
-def frontier_figure(workloads: Sequence[tuple[str, Sequence[str], Any, Any, Any]]) -> Figure:
+def frontier_figure(workloads: Sequence[tuple[str, Sequence[str], Any, Any, Any, Any]]) -> Figure:
     """One panel per workload: every variant's mean SLO against mean GPU-hours with 95 % intervals, each kind's
-    Pareto front as a line, the oracle as a star."""
+    Pareto front as a line, the oracle as a star, the cheapest static configuration searched (if any) as a
+    square."""
     n = len(workloads)
     fig = Figure(figsize=(7 * min(n, 2), 5.5 * math.ceil(n / 2)), layout="constrained")
     axes = fig.subplots(math.ceil(n / 2), min(n, 2), squeeze=False).flat
-    for ax, (label, kinds, variants, aggregates, fronts) in zip(axes, workloads, strict=False):
+    for ax, (label, kinds, variants, aggregates, fronts, cheapest) in zip(axes, workloads, strict=False):
         for i, kind in enumerate(kinds):
             color = f"C{i % 10}"
             for name in variants[kind]:
@@ -104,6 +105,17 @@ def frontier_figure(workloads: Sequence[tuple[str, Sequence[str], Any, Any, Any]
             ls="none",
             label="oracle",
         )
+        if cheapest is not None:
+            ax.plot(
+                cheapest.stat("gpu_hours").mean,
+                cheapest.stat("slo_attainment").mean * 100,
+                marker="s",
+                ms=11,
+                mfc="none",
+                color="k",
+                ls="none",
+                label=f"cheapest {cheapest.policy} (searched)",
+            )
         ax.set_title(label)
         ax.set_xlabel("GPU-hours")
         ax.set_ylabel("SLO met (%)")
