@@ -11,7 +11,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from scaler.simulate.report import percentile
+from scaler.simulate.report import Aggregate, percentile
 from scaler.simulate.simulation import Run
 
 BIN_S = 60.0  # TTFT and arrivals are shown per minute
@@ -95,30 +95,17 @@ def frontier_figure(workloads: Sequence[tuple[str, Sequence[str], Any, Any, Any,
                 lw=1.5,
                 label=kind,
             )
-        oracle = aggregates["oracle"]
-        ax.plot(
-            oracle.stat("gpu_hours").mean,
-            oracle.stat("slo_attainment").mean * 100,
-            marker="*",
-            ms=16,
-            color="k",
-            ls="none",
-            label="oracle",
-        )
+        _mark(ax, aggregates["oracle"], "oracle", marker="*", ms=16)
         if cheapest is not None:
-            ax.plot(
-                cheapest.stat("gpu_hours").mean,
-                cheapest.stat("slo_attainment").mean * 100,
-                marker="s",
-                ms=11,
-                mfc="none",
-                color="k",
-                ls="none",
-                label=f"cheapest {cheapest.policy} (searched)",
-            )
+            _mark(ax, cheapest, f"cheapest {cheapest.policy} (searched)", marker="s", ms=11, mfc="none")
         ax.set_title(label)
         ax.set_xlabel("GPU-hours")
         ax.set_ylabel("SLO met (%)")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
     return fig
+
+
+def _mark(ax: Axes, a: Aggregate, label: str, **style: Any) -> None:
+    """One policy's mean point, as a black marker."""
+    ax.plot(a.stat("gpu_hours").mean, a.stat("slo_attainment").mean * 100, color="k", ls="none", label=label, **style)
