@@ -28,6 +28,7 @@ already there, and they recur), so replicas go only once that long a stretch fit
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -40,6 +41,7 @@ from scaler.observations import Decision, DecodeLoad, PrefillHistory, QueueSampl
 # than the start-up delay is over before capacity ordered for it arrives, so only capacity kept since the last
 # one serves the next.
 BURST_MEMORY = 600.0
+DERIVED_KEPT = 64  # forecasts kept on one history snapshot (one per trigger settings and count reading it)
 
 
 @dataclass(frozen=True)
@@ -112,18 +114,13 @@ class PrefillDemand:
         return self.tokens.rate * self.headroom + self.drain
 
 
+def _time(sample: QueueSample) -> float:
+    return sample.t
+
+
 def _at(samples: Sequence[QueueSample], t: float) -> QueueSample:
     """The newest sample taken at or before `t` (the oldest one if the history starts later)."""
-    lo, hi = 0, len(samples) - 1
-    if samples[0].t >= t:
-        return samples[0]
-    while lo < hi:  # last index with samples[i].t <= t
-        mid = (lo + hi + 1) // 2
-        if samples[mid].t <= t:
-            lo = mid
-        else:
-            hi = mid - 1
-    return samples[lo]
+    return samples[max(0, bisect.bisect_right(samples, t, key=_time) - 1)]
 
 
 # What a rate counts: cumulative per sample, so a rate is a difference between two samples over their time apart.
@@ -154,11 +151,10 @@ def _busiest(samples: Sequence[QueueSample], since: float, length: float, count:
     """The highest rate over any `length` seconds that start at `since` or later: every sample ends one (from the
     newest sample at or before its start). Sliding, not in buckets fixed to the moment of asking, so the same
     history gives the same peak whenever it is read."""
-    peak, i = 0.0, 0
-    for b in samples:
+    peak, earliest = 0.0, max(since, samples[0].t)
+    i = max(0, bisect.bisect_right(samples, earliest, key=_time) - 1)
+    for b in samples[bisect.bisect_left(samples, earliest + length, key=_time) :]:  # older ones end no such span
         start = b.t - length
-        if start < since or start < samples[0].t:
-            continue
         while i + 1 < len(samples) and samples[i + 1].t <= start:
             i += 1
         peak = max(peak, _between(samples[i], b, count))
@@ -171,8 +167,23 @@ def forecast(
     """Arrivals per second to provision for a start-up delay ahead: the current rate extended along its trend
     (slope between the last two windows; over a shorter history, between its two halves once each is a
     quarter-window, so a scaler just started, or a load ramping from the start, is not read as flat), or the
-    busiest quarter-window within the last `memory` seconds (at least a start-up delay), whichever is higher."""
-    samples = history.samples
+    busiest quarter-window within the last `memory` seconds (at least a start-up delay), whichever is higher.
+
+    Made once per history and arguments (the peak scans the burst memory's samples), and kept on the history."""
+    key = (forecast, startup_delay, window, memory, count)
+    made = history.derived.get(key)
+    if isinstance(made, Forecast):
+        return made
+    made = _forecast(history.samples, startup_delay, window, memory, count)
+    if len(history.derived) >= DERIVED_KEPT:  # the keys are triggers' settings: bounded like everything they set
+        history.derived.clear()
+    history.derived[key] = made
+    return made
+
+
+def _forecast(
+    samples: Sequence[QueueSample], startup_delay: float, window: float, memory: float, count: Count
+) -> Forecast:
     now = samples[-1].t
     span = now - samples[0].t
     current = _rate(samples, now - window, now, count)

@@ -89,6 +89,21 @@ def test_the_peak_is_the_same_whenever_it_is_read() -> None:
     assert peaks == [pytest.approx(220 / 15)] * 16
 
 
+def test_triggers_reading_one_history_share_its_forecasts_only_where_their_settings_agree() -> None:
+    # Every ScaledObject on a queue reads the same snapshot of its history; the forecast is made once per snapshot
+    # and settings, and a trigger with other settings (here a 5-minute burst memory, which no longer holds the
+    # burst) gets its own, as from a history nobody else read.
+    burst = [(0, 2), (200, 20), (230, 2)]
+    shared = history(burst, 600)
+    short = replace(PREFILL, burst_memory=300.0)
+    first, other, again = (decide_prefill("m", shared, s) for s in (PREFILL, short, PREFILL))
+    assert (first.value, other.value) == (20000.0 * 1.125, 2250.0)
+    assert other == decide_prefill("m", history(burst, 600), short)
+    assert again == first
+    assert forecast(shared, 120.0, 60.0, BURST_MEMORY) is forecast(shared, 120.0, 60.0, BURST_MEMORY)
+    assert forecast(shared, 120.0, 60.0, BURST_MEMORY, delivered).peak == 20.0  # another count: its own
+
+
 def test_a_lull_after_a_burst_keeps_the_bursts_head_room() -> None:
     # 20 prompts/s of 1,000 tokens for 30 s, then nothing: no arrivals in the last window, but the burst provisioned
     # for brings its prompts' prefill time, so its head-room (1 + 0.125 / 1 s) stays with it.
