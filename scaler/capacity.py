@@ -41,7 +41,7 @@ from scaler.observations import Decision, DecodeLoad, PrefillHistory, QueueSampl
 # than the start-up delay is over before capacity ordered for it arrives, so only capacity kept since the last
 # one serves the next.
 BURST_MEMORY = 600.0
-DERIVED_KEPT = 64  # forecasts kept on one history snapshot (one per trigger settings and count reading it)
+FORECASTS_KEPT = 64  # on one history snapshot: one per trigger settings and count reading it
 
 
 @dataclass(frozen=True)
@@ -170,14 +170,14 @@ def forecast(
     busiest quarter-window within the last `memory` seconds (at least a start-up delay), whichever is higher.
 
     Made once per history and arguments (the peak scans the burst memory's samples), and kept on the history."""
-    key = (forecast, startup_delay, window, memory, count)
-    made = history.derived.get(key)
+    key = (startup_delay, window, memory, count)
+    made = history.forecasts.get(key)
     if isinstance(made, Forecast):
         return made
     made = _forecast(history.samples, startup_delay, window, memory, count)
-    if len(history.derived) >= DERIVED_KEPT:  # the keys are triggers' settings: bounded like everything they set
-        history.derived.clear()
-    history.derived[key] = made
+    if len(history.forecasts) >= FORECASTS_KEPT:  # the keys are triggers' settings: bounded like all they set
+        history.forecasts.clear()
+    history.forecasts[key] = made
     return made
 
 

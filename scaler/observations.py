@@ -70,9 +70,9 @@ class PrefillHistory:
     """A prefill queue's recent samples, oldest first (a bounded ring buffer's snapshot; never empty)."""
 
     samples: tuple[QueueSample, ...]
-    # What the capacity policy derives from these samples, by its arguments: they never change, so every
+    # The capacity policy's forecasts from these samples, by their arguments: the samples never change, so every
     # ScaledObject reading this snapshot of its source shares one forecast per sample, not one per call.
-    derived: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
+    forecasts: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def last(self) -> QueueSample:

@@ -4,6 +4,7 @@ paired differences between policies; the comparison table and the JSON summary."
 from __future__ import annotations
 
 import math
+import operator
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
@@ -160,16 +161,20 @@ def aggregate(summaries: Sequence[Summary]) -> list[Aggregate]:
     return [Aggregate(p, tuple(sorted(runs, key=lambda s: s.seed))) for p, runs in by.items()]
 
 
-def difference(a: Aggregate, b: Aggregate, figure: str) -> Stat:
-    """a - b on `figure`, paired by seed (both saw the same arrivals, start-up draws and phases)."""
+def _paired(a: Aggregate, b: Aggregate, figure: str, op: Callable[[float, float], float]) -> Stat:
+    """op(a, b) on `figure`, paired by seed (both saw the same arrivals, start-up draws and phases)."""
     bs = {s.seed: getattr(s, figure) for s in b.runs}
-    return Stat.of([getattr(s, figure) - bs[s.seed] for s in a.runs if s.seed in bs])
+    return Stat.of([op(getattr(s, figure), bs[s.seed]) for s in a.runs if s.seed in bs])
+
+
+def difference(a: Aggregate, b: Aggregate, figure: str) -> Stat:
+    """a - b on `figure`, paired by seed."""
+    return _paired(a, b, figure, operator.sub)
 
 
 def ratio(a: Aggregate, b: Aggregate, figure: str) -> Stat:
     """a / b on `figure`, paired by seed; NaN for a seed where b is 0."""
-    bs = {s.seed: getattr(s, figure) for s in b.runs}
-    return Stat.of([getattr(s, figure) / bs[s.seed] if bs[s.seed] else math.nan for s in a.runs if s.seed in bs])
+    return _paired(a, b, figure, lambda x, y: x / y if y else math.nan)
 
 
 # -- output ---------------------------------------------------------------------------------------------------
