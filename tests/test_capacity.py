@@ -8,6 +8,7 @@ import pytest
 
 from scaler.capacity import (
     BURST_MEMORY,
+    FORECASTS_KEPT,
     Coupling,
     DecodeSettings,
     Held,
@@ -102,6 +103,16 @@ def test_triggers_reading_one_history_share_its_forecasts_only_where_their_setti
     assert again == first
     assert forecast(shared, 120.0, 60.0, BURST_MEMORY) is forecast(shared, 120.0, 60.0, BURST_MEMORY)
     assert forecast(shared, 120.0, 60.0, BURST_MEMORY, delivered).peak == 20.0  # another count: its own
+
+
+def test_a_history_keeps_at_most_64_forecasts_whatever_settings_its_readers_set() -> None:
+    # Trigger metadata sets the forecast's arguments; 100 ScaledObjects with 100 start-up delays on one queue keep
+    # the snapshot's forecasts to FORECASTS_KEPT, and each still gets its own exact value.
+    shared = history([(0, 2)], 300)
+    for delay in range(1, 101):
+        assert forecast(shared, float(delay), 60.0, BURST_MEMORY).rate == 2000.0
+        assert len(shared.forecasts) <= FORECASTS_KEPT == 64
+    assert len(shared.forecasts) == 100 - 64
 
 
 def test_a_lull_after_a_burst_keeps_the_bursts_head_room() -> None:
